@@ -1,0 +1,144 @@
+"""``livecommerce`` (and ``python -m devstack``): drive the local stack.
+
+Every failure is one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from devstack import stack
+from devstack.config import TEST_DATABASE, StackConfig
+from devstack.install import StackError
+from services.kit.identity import Role, TokenIssuer
+from services.kit.settings import ServiceSettings
+
+console = Console(width=None if sys.stdout.isatty() else 110)
+
+
+def _up(config: StackConfig, args: argparse.Namespace) -> int:
+    started = stack.up(config)
+    if not args.infra_only:
+        stack.start_services(config)
+    console.print("stack " + ("started" if started else "already running; ensured up"))
+    _print_status(config)
+    console.print(f"logs: {config.logs}   stop with: make down")
+    return 0
+
+
+def _down(config: StackConfig, _: argparse.Namespace) -> int:
+    stopped = stack.down(config)
+    console.print("stack stopped" if stopped else "stack was not running")
+    return 0
+
+
+def _status(config: StackConfig, _: argparse.Namespace) -> int:
+    if not stack.status(config):
+        console.print("stack is not running (make up)")
+        return 0
+    _print_status(config)
+    return 0
+
+
+def _print_status(config: StackConfig) -> None:
+    table = Table("process", "state", "detail", title="local stack")
+    for process in stack.status(config):
+        table.add_row(process.name, process.state, process.description)
+    console.print(table)
+    urls = Table("endpoint", "address", title="where things are")
+    urls.add_row("Postgres", config.postgres_dsn("<service>"))
+    urls.add_row("Redis", config.redis_url)
+    urls.add_row("Kafka bootstrap", config.kafka_bootstrap)
+    for service in config.services:
+        for key, value in service.env.items():
+            if key.endswith("HTTP_PORT"):
+                urls.add_row(f"{service.name} API docs", f"http://127.0.0.1:{value}/docs")
+            elif key.endswith("GRPC_PORT"):
+                urls.add_row(service.name, f"127.0.0.1:{value} (gRPC, reflection on)")
+            elif key.endswith("METRICS_PORT"):
+                urls.add_row(f"{service.name} metrics", f"http://127.0.0.1:{value}/metrics")
+    console.print(urls)
+
+
+def test_environment(config: StackConfig) -> dict[str, str]:
+    """What the integration tests read to find the stack (see tests/conftest.py)."""
+    return {
+        "LIVECOMMERCE_TEST_POSTGRES_DSN": config.postgres_dsn(TEST_DATABASE),
+        "LIVECOMMERCE_TEST_REDIS_URL": config.redis_url,
+        "LIVECOMMERCE_TEST_KAFKA_BOOTSTRAP": config.kafka_bootstrap,
+        "LIVECOMMERCE_REQUIRE_STACK": "1",
+    }
+
+
+def _test(config: StackConfig, args: argparse.Namespace) -> int:
+    with stack.running_stack(config):
+        env = {**os.environ, **test_environment(config)}
+        command = [sys.executable, "-m", "pytest", *args.pytest_args]
+        return subprocess.run(command, env=env, check=False).returncode
+
+
+def _demo(config: StackConfig, args: argparse.Namespace) -> int:
+    from devstack.demo import run_demo
+
+    return run_demo(config, console)
+
+
+def _token(_: StackConfig, args: argparse.Namespace) -> int:
+    issuer = TokenIssuer(ServiceSettings())
+    roles = [Role(r) for r in args.role]
+    print(issuer.mint(args.subject, roles, args.merchant, ttl_seconds=args.ttl))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livecommerce", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start Postgres, Redis, the broker and the services")
+    up.add_argument("--infra-only", action="store_true", help="only Postgres, Redis, broker")
+    up.set_defaults(run=_up)
+    commands.add_parser("down", help="stop everything the stack started").set_defaults(run=_down)
+    commands.add_parser("status", help="each process and its state").set_defaults(run=_status)
+    commands.add_parser("demo", help="run the scripted scenario end to end").set_defaults(run=_demo)
+    test = commands.add_parser("test", help="run pytest against the running stack")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
+    test.set_defaults(run=_test)
+    token = commands.add_parser("token", help="mint a development bearer token")
+    token.add_argument("--subject", default="dev-user")
+    token.add_argument(
+        "--role", action="append", choices=[r.value for r in Role], default=[], help="repeatable"
+    )
+    token.add_argument("--merchant", default=None, help="merchant id (tenant)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.set_defaults(run=_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = StackConfig()
+    run: Callable[[StackConfig, argparse.Namespace], int] = args.run
+    try:
+        return run(config, args)
+    except StackError as error:
+        print(f"livecommerce: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        if os.environ.get("LIVECOMMERCE_DEBUG"):
+            raise
+        print(
+            f"livecommerce: {type(error).__name__}: {error} (LIVECOMMERCE_DEBUG=1 for the trace)",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "livecommerce: interrupted; run `make down` to stop what was started", file=sys.stderr
+        )
+        return 130

@@ -1,0 +1,259 @@
+"""The scenario `make demo` runs against the real stack, every step through public APIs.
+
+So far (the Foundation): a merchant receives stock of a SKU over HTTP; the events go to
+the inventory event store, the outbox relay publishes them to Kafka, an independent
+observer reads them off the topic, the inventory worker's consumer projects them into the
+stock-levels read model, and gRPC answers the same figure. Bad input is refused with
+problem+json, and another merchant cannot see the SKU. Every figure is checked at the end;
+a failed check exits non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from uuid import uuid4
+
+import grpc
+import httpx
+from aiokafka import AIOKafkaConsumer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+from rich.table import Table
+
+from devstack import stack
+from devstack.config import StackConfig
+from livecommerce.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+from livecommerce.kit.v1.envelope_pb2 import Envelope
+from services.kit.grpc import authenticated_channel
+from services.kit.identity import Role, TokenIssuer
+from services.kit.settings import ServiceSettings
+
+INVENTORY_HTTP = "http://127.0.0.1:8101"
+INVENTORY_GRPC = "127.0.0.1:50101"
+READY_TIMEOUT = 60.0
+
+
+class DemoError(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+
+    def check(self, name: str, passed: bool, detail: str) -> None:
+        self.checks.append((name, passed, detail))
+
+    @property
+    def passed(self) -> bool:
+        return all(passed for _, passed, _ in self.checks)
+
+
+async def _wait_ready(http: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            if (await http.get(f"{INVENTORY_HTTP}/readyz")).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise DemoError("inventory API did not become ready; see .stack/logs/")
+        await asyncio.sleep(0.2)
+    async with grpc.aio.insecure_channel(INVENTORY_GRPC) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise DemoError("inventory gRPC did not become ready; see .stack/logs/")
+            await asyncio.sleep(0.2)
+
+
+async def _observe(
+    config: StackConfig, merchant_id: str, count: int
+) -> list[tuple[int, int, Envelope]]:
+    """Read the merchant's events off inventory.events as any other service would."""
+    consumer = AIOKafkaConsumer(
+        "inventory.events",
+        bootstrap_servers=config.kafka_bootstrap,
+        group_id=f"demo-observer-{uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=30,
+    )
+    await consumer.start()
+    seen: list[tuple[int, int, Envelope]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(seen) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    envelope = Envelope.FromString(record.value or b"")
+                    if envelope.merchant_id == merchant_id:
+                        seen.append((record.partition, record.offset, envelope))
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def smoke(config: StackConfig, console: Console) -> Outcome:
+    outcome = Outcome()
+    issuer = TokenIssuer(ServiceSettings())
+    merchant = f"demo-brand-{uuid4().hex[:6]}"
+    sku = "SKU-LIPSTICK-01"
+    admin = {
+        "authorization": "Bearer " + issuer.mint("demo-admin", [Role.MERCHANT_ADMIN], merchant)
+    }
+    stranger = {
+        "authorization": "Bearer " + issuer.mint("other", [Role.MERCHANT_ADMIN], "other-brand")
+    }
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        console.print("waiting for the inventory service (HTTP and gRPC health) ...")
+        await _wait_ready(http)
+        observer = asyncio.create_task(_observe(config, merchant, 2))
+
+        steps = Table(
+            "step", "HTTP", "result", title=f"merchant {merchant} receives stock of {sku}"
+        )
+        request_ids: list[str] = []
+        for quantity in (60, 40):
+            started = time.perf_counter()
+            reply = await http.post(
+                f"{INVENTORY_HTTP}/v1/skus/{sku}/receipts",
+                json={"quantity": quantity},
+                headers=admin,
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            body = reply.json()
+            request_ids.append(reply.headers.get("x-request-id", ""))
+            steps.add_row(
+                f"POST receipt of {quantity}",
+                str(reply.status_code),
+                f"on_hand={body.get('on_hand')} version={body.get('version')} ({elapsed:.1f} ms)",
+            )
+            if reply.status_code != 201:
+                raise DemoError(f"receiving stock failed: {reply.status_code} {body}")
+        console.print(steps)
+
+        events = await observer
+        flow = Table(
+            "partition/offset",
+            "event",
+            "version",
+            "position",
+            "correlation id",
+            title="read back from Kafka topic inventory.events (published by the outbox relay)",
+        )
+        for partition, offset, envelope in sorted(events, key=lambda e: e[2].position):
+            received = events_pb2.StockReceived.FromString(envelope.payload)
+            flow.add_row(
+                f"{partition}/{offset}",
+                f"{envelope.event_type.rsplit('.', 1)[-1]} +{received.quantity}",
+                str(envelope.aggregate_version),
+                str(envelope.position),
+                "= request id" if envelope.correlation_id in request_ids else "other",
+            )
+        console.print(flow)
+        outcome.check("both events reached Kafka", len(events) == 2, f"{len(events)} of 2")
+        outcome.check(
+            "events carry the request id as correlation id",
+            all(e.correlation_id in request_ids for _, _, e in events),
+            "each envelope's correlation_id is the x-request-id of its POST",
+        )
+
+        started = time.perf_counter()
+        projected: dict[str, object] = {}
+        while time.perf_counter() - started < 30:
+            reply = await http.get(f"{INVENTORY_HTTP}/v1/stock-levels/{sku}", headers=admin)
+            if reply.status_code == 200 and reply.json()["version"] == 2:
+                projected = reply.json()
+                break
+            await asyncio.sleep(0.05)
+        lag_ms = (time.perf_counter() - started) * 1000
+        stored = (await http.get(f"{INVENTORY_HTTP}/v1/skus/{sku}", headers=admin)).json()
+
+        async with authenticated_channel(
+            INVENTORY_GRPC, lambda: issuer.service_token("demo")
+        ) as channel:
+            level = await inventory_pb2_grpc.InventoryServiceStub(channel).GetStock(
+                inventory_pb2.GetStockRequest(sku_id=sku, merchant_id=merchant), timeout=5
+            )
+
+        figures = Table("source", "on hand", "version", title="the same stock, three ways")
+        figures.add_row(
+            "event store (HTTP GET /v1/skus)", str(stored["on_hand"]), str(stored["version"])
+        )
+        figures.add_row(
+            f"read model via consumer (seen after {lag_ms:.0f} ms)",
+            str(projected.get("on_hand")),
+            str(projected.get("version")),
+        )
+        figures.add_row("gRPC GetStock (service identity)", str(level.on_hand), str(level.version))
+        console.print(figures)
+        outcome.check(
+            "event store, read model and gRPC agree on 100 units",
+            stored["on_hand"] == projected.get("on_hand") == level.on_hand == 100,
+            f"{stored['on_hand']} / {projected.get('on_hand')} / {level.on_hand}",
+        )
+
+        refusals = Table(
+            "bad request", "status", "problem+json title", title="bad input changes nothing"
+        )
+        bad = [
+            (
+                "quantity 0",
+                await http.post(
+                    f"{INVENTORY_HTTP}/v1/skus/{sku}/receipts", json={"quantity": 0}, headers=admin
+                ),
+            ),
+            ("no token", await http.get(f"{INVENTORY_HTTP}/v1/skus/{sku}")),
+            (
+                "another merchant reads the SKU",
+                await http.get(f"{INVENTORY_HTTP}/v1/skus/{sku}", headers=stranger),
+            ),
+        ]
+        for name, reply in bad:
+            problem = reply.headers.get("content-type", "").startswith("application/problem+json")
+            refusals.add_row(
+                name,
+                str(reply.status_code),
+                reply.json().get("title", "") if problem else "(not problem+json)",
+            )
+        console.print(refusals)
+        after = (await http.get(f"{INVENTORY_HTTP}/v1/skus/{sku}", headers=admin)).json()
+        outcome.check(
+            "refusals are 422, 401 and 404 problem+json",
+            [r.status_code for _, r in bad] == [422, 401, 404]
+            and all(
+                r.headers["content-type"].startswith("application/problem+json") for _, r in bad
+            ),
+            ", ".join(str(r.status_code) for _, r in bad),
+        )
+        outcome.check(
+            "refused requests changed nothing", after["version"] == 2, f"version {after['version']}"
+        )
+    return outcome
+
+
+def run_demo(config: StackConfig, console: Console) -> int:
+    with stack.running_stack(config):
+        stack.start_services(config, restart=True)
+        try:
+            outcome = asyncio.run(smoke(config, console))
+        except DemoError as error:
+            console.print(f"[red]demo failed:[/red] {error}")
+            return 1
+    summary = Table("invariant", "holds", "detail", title="checks")
+    for name, passed, detail in outcome.checks:
+        summary.add_row(name, "[green]yes[/green]" if passed else "[red]NO[/red]", detail)
+    console.print(summary)
+    console.print("[green]demo passed[/green]" if outcome.passed else "[red]demo failed[/red]")
+    return 0 if outcome.passed else 1

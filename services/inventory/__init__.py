@@ -1,0 +1,1 @@
+"""Inventory: SKU stock, flash-sale allocations and holds. Publishes inventory.events."""

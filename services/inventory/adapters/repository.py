@@ -1,0 +1,32 @@
+"""SKU stock kept as events in the inventory event store."""
+
+from __future__ import annotations
+
+from services.inventory.adapters import codec
+from services.inventory.domain.stock import SkuStock, StockEvent
+from services.kit.eventstore import EventStore, StreamAppend
+
+
+class EventSourcedStockRepository:
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def load(self, merchant_id: str, sku_id: str) -> SkuStock:
+        stored = await self._store.read_stream(SkuStock.stream_id(merchant_id, sku_id))
+        return SkuStock.replay(merchant_id, sku_id, (codec.decode(e) for e in stored))
+
+    async def save(self, stock: SkuStock, events: list[StockEvent]) -> SkuStock:
+        await self._store.append(
+            [
+                StreamAppend(
+                    stream_id=SkuStock.stream_id(stock.merchant_id, stock.sku_id),
+                    aggregate_type=codec.AGGREGATE_SKU,
+                    merchant_id=stock.merchant_id,
+                    expected_version=stock.version,
+                    events=[codec.encode(e) for e in events],
+                )
+            ]
+        )
+        for event in events:
+            stock = stock.apply(event)
+        return stock

@@ -1,0 +1,87 @@
+"""Postgres connection pools and the schema migrations of the kernel and of each service.
+
+Migrations are plain SQL files in a ``schema/`` folder inside a package, applied in name
+order, once, under a transaction-scoped advisory lock so that replicas starting together
+do not race. It is written here rather than taken from a library because the kernel needs
+only this, on asyncpg, and the migration tools on PyPI bring a synchronous driver or an ORM.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from services.kit.logging import get_logger
+from services.kit.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+"""A connection a handler writes through: a plain one or one lent by a pool."""
+
+KIT_SCHEMA_PACKAGE = "services.kit"
+_MIGRATION_LOCK_KEY = 0x11FEC0  # any constant, the same for every process of every service
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, search_path: str | None = None
+) -> asyncpg.Pool:
+    """A pool; ``search_path`` confines every table to one schema (tests use one per test)."""
+    settings = {"search_path": search_path} if search_path else None
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, server_settings=settings
+    )
+    assert pool is not None
+    return pool
+
+
+def _migrations_of(package: str) -> list[tuple[str, str]]:
+    folder = importlib.resources.files(package).joinpath("schema")
+    files = sorted(
+        (entry for entry in folder.iterdir() if entry.name.endswith(".sql")),
+        key=lambda entry: entry.name,
+    )
+    return [(f"{package}:{entry.name}", entry.read_text(encoding="utf-8")) for entry in files]
+
+
+async def migrate(pool: asyncpg.Pool, packages: Sequence[str]) -> list[str]:
+    """Apply the kernel's schema and then each package's; return the names newly applied."""
+    applied: list[str] = []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+        for package in [KIT_SCHEMA_PACKAGE, *packages]:
+            for name, sql in _migrations_of(package):
+                if name in done:
+                    continue
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied.append(name)
+    if applied:
+        log.info("migrations applied", names=applied)
+    return applied
+
+
+@asynccontextmanager
+async def database(
+    settings: ServiceSettings, packages: Sequence[str]
+) -> AsyncIterator[asyncpg.Pool]:
+    """The service's pool, with its schema migrated, closed on exit."""
+    pool = await create_pool(
+        settings.postgres_dsn,
+        min_size=settings.postgres_pool_min,
+        max_size=settings.postgres_pool_max,
+    )
+    try:
+        await migrate(pool, packages)
+        yield pool
+    finally:
+        await pool.close()

@@ -1,0 +1,328 @@
+"""The append-only event store every service keeps in its own Postgres database.
+
+Invariants (the contract tests in ``services/kit/tests`` hold every store to them):
+
+* ``(stream_id, version)`` is unique and versions of a stream run 1, 2, 3 ... with no gap;
+  an append states the version it expects the stream to be at and fails with
+  :class:`ConcurrencyError` otherwise, changing nothing.
+* ``position`` orders all events of the store; it is gap-free and a reader never sees a
+  position before every smaller one is visible. The outbox relay publishes by position.
+* An append of several streams is one transaction: all or nothing. Services group-commit
+  many commands into one append to make durability cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+from uuid import UUID, uuid4
+
+import asyncpg
+from google.protobuf.message import Message
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
+
+from livecommerce.kit.v1.envelope_pb2 import Envelope
+from services.kit import metrics
+from services.kit.context import current_context
+from services.kit.db import Connection
+from services.kit.errors import ConcurrencyError
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended: its type is the payload's protobuf full name."""
+
+    event_type: str
+    payload: bytes
+    event_id: UUID = field(default_factory=uuid4)
+    occurred_at: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def of(cls, message: Message, occurred_at: datetime | None = None) -> NewEvent:
+        return cls(
+            event_type=message.DESCRIPTOR.full_name,
+            payload=message.SerializeToString(),
+            occurred_at=occurred_at or utcnow(),
+        )
+
+
+@dataclass(frozen=True)
+class StreamAppend:
+    """Events for one stream, valid only if the stream is at ``expected_version`` (0: new)."""
+
+    stream_id: str
+    aggregate_type: str
+    merchant_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    stream_id: str
+    version: int
+    event_id: UUID
+    event_type: str
+    aggregate_type: str
+    merchant_id: str
+    occurred_at: datetime
+    correlation_id: str
+    causation_id: str
+    trace_context: Mapping[str, str]
+    payload: bytes
+
+    def to_envelope(self, producer: str) -> Envelope:
+        envelope = Envelope(
+            event_id=str(self.event_id),
+            event_type=self.event_type,
+            aggregate_type=self.aggregate_type,
+            aggregate_id=self.stream_id,
+            aggregate_version=self.version,
+            position=self.position,
+            merchant_id=self.merchant_id,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            trace_context=dict(self.trace_context),
+            producer=producer,
+            payload=self.payload,
+        )
+        envelope.occurred_at.FromDatetime(self.occurred_at)
+        return envelope
+
+
+class EventStore(Protocol):
+    """Port of the event store; Postgres in production, in memory for unit tests."""
+
+    async def append(
+        self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
+    ) -> list[StoredEvent]:
+        """Append atomically; raise ConcurrencyError if any stream is not at its expected
+        version. With ``conn`` the append joins the caller's transaction."""
+        ...
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        """The stream's events with version > after_version, in version order."""
+        ...
+
+    async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
+        """Events with position > after_position, in position order, at most ``limit``."""
+        ...
+
+    async def last_position(self) -> int: ...
+
+
+def _check_versions(
+    appends: Sequence[StreamAppend], current: Mapping[str, int]
+) -> list[tuple[StreamAppend, int]]:
+    """The first version of each append, after checking every expectation (pure)."""
+    heads = dict(current)
+    planned: list[tuple[StreamAppend, int]] = []
+    for append in appends:
+        head = heads.get(append.stream_id, 0)
+        if append.expected_version != head:
+            raise ConcurrencyError(
+                f"stream {append.stream_id} is at version {head}, "
+                f"expected {append.expected_version}"
+            )
+        planned.append((append, head + 1))
+        heads[append.stream_id] = head + len(append.events)
+    return planned
+
+
+def _stored(planned: Sequence[tuple[StreamAppend, int]], first_position: int) -> list[StoredEvent]:
+    context = current_context()
+    stored: list[StoredEvent] = []
+    position = first_position
+    for append, first_version in planned:
+        for offset, event in enumerate(append.events):
+            stored.append(
+                StoredEvent(
+                    position=position,
+                    stream_id=append.stream_id,
+                    version=first_version + offset,
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    aggregate_type=append.aggregate_type,
+                    merchant_id=append.merchant_id,
+                    occurred_at=event.occurred_at,
+                    correlation_id=context.correlation_id,
+                    causation_id=context.causation_id,
+                    trace_context=dict(context.trace_context),
+                    payload=event.payload,
+                )
+            )
+            position += 1
+    return stored
+
+
+NOTIFY_CHANNEL = "events_appended"
+
+_INSERT = """
+INSERT INTO events (position, stream_id, version, event_id, event_type, aggregate_type,
+                    merchant_id, occurred_at, correlation_id, causation_id, trace_context,
+                    payload)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
+                     $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[],
+                     $11::jsonb[], $12::bytea[])
+"""
+_COLUMNS = """position, stream_id, version, event_id, event_type, aggregate_type, merchant_id,
+              occurred_at, correlation_id, causation_id, trace_context, payload"""
+
+
+def _from_row(row: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        aggregate_type=row["aggregate_type"],
+        merchant_id=row["merchant_id"],
+        occurred_at=row["occurred_at"],
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
+        trace_context=json.loads(row["trace_context"]),
+        payload=row["payload"],
+    )
+
+
+class PostgresEventStore:
+    def __init__(self, pool: asyncpg.Pool, service: str) -> None:
+        self._pool = pool
+        self._service = service
+
+    async def append(
+        self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
+    ) -> list[StoredEvent]:
+        if not any(a.events for a in appends):
+            return []
+        if conn is not None:
+            async with conn.transaction():
+                return await self._append(conn, appends)
+        async with self._pool.acquire() as own, own.transaction():
+            return await self._append(own, appends)
+
+    async def _append(self, conn: Connection, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
+        count = sum(len(a.events) for a in appends)
+        # The row lock taken here serialises appenders until commit: that is what makes
+        # positions gap-free and visible in order, and the version check below race-free.
+        last = await conn.fetchval(
+            "UPDATE event_position SET last = last + $1 RETURNING last", count
+        )
+        streams = sorted({a.stream_id for a in appends})
+        rows = await conn.fetch(
+            "SELECT stream_id, max(version) AS head FROM events"
+            " WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
+            streams,
+        )
+        try:
+            planned = _check_versions(appends, {r["stream_id"]: r["head"] for r in rows})
+        except ConcurrencyError:
+            metrics.APPEND_CONFLICTS.labels(self._service).inc()
+            raise
+        stored = _stored(planned, last - count + 1)
+        try:
+            await conn.execute(
+                _INSERT,
+                [e.position for e in stored],
+                [e.stream_id for e in stored],
+                [e.version for e in stored],
+                [e.event_id for e in stored],
+                [e.event_type for e in stored],
+                [e.aggregate_type for e in stored],
+                [e.merchant_id for e in stored],
+                [e.occurred_at for e in stored],
+                [e.correlation_id for e in stored],
+                [e.causation_id for e in stored],
+                [json.dumps(dict(e.trace_context)) for e in stored],
+                [e.payload for e in stored],
+            )
+        except asyncpg.UniqueViolationError as error:
+            metrics.APPEND_CONFLICTS.labels(self._service).inc()
+            raise ConcurrencyError(f"event already stored: {error.detail}") from error
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last))
+        metrics.EVENTS_APPENDED.labels(self._service).inc(count)
+        return stored
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2"  # noqa: S608
+            " ORDER BY version",
+            stream_id,
+            after_version,
+        )
+        return [_from_row(r) for r in rows]
+
+    async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE position > $1"  # noqa: S608
+            " ORDER BY position LIMIT $2",
+            after_position,
+            limit,
+        )
+        return [_from_row(r) for r in rows]
+
+    async def last_position(self) -> int:
+        value: int = await self._pool.fetchval("SELECT last FROM event_position")
+        return value
+
+
+class InMemoryEventStore:
+    """The same contract without a database, for unit tests of application handlers."""
+
+    def __init__(self) -> None:
+        self._events: list[StoredEvent] = []
+        self._lock = asyncio.Lock()
+
+    async def append(
+        self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
+    ) -> list[StoredEvent]:
+        async with self._lock:
+            heads: dict[str, int] = {}
+            for event in self._events:
+                heads[event.stream_id] = event.version
+            planned = _check_versions(appends, heads)
+            known = {e.event_id for e in self._events}
+            stored = _stored(planned, len(self._events) + 1)
+            if any(e.event_id in known for e in stored):
+                raise ConcurrencyError("event already stored")
+            self._events.extend(stored)
+            return stored
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+        return [e for e in self._events if e.stream_id == stream_id and e.version > after_version]
+
+    async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
+        return self._events[after_position : after_position + limit]
+
+    async def last_position(self) -> int:
+        return len(self._events)
+
+
+async def retry_on_conflict(operation: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """Run a load-decide-append operation again when it loses a concurrency race.
+
+    Safe only for operations that reload their aggregate on every attempt.
+    """
+    result: T | None = None
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random(0, 0.02),
+        retry=retry_if_exception_type(ConcurrencyError),
+        reraise=True,
+    ):
+        with attempt:
+            result = await operation()
+    assert result is not None
+    return result

@@ -1,0 +1,187 @@
+"""The FastAPI application every service's HTTP entry point is built from.
+
+It brings: a request id on every request and response (and as the correlation id of the
+events the request causes), problem+json (RFC 9457) for every error, never a traceback,
+``/healthz`` and ``/readyz``, ``/metrics`` for Prometheus, and the verified caller as a
+typed dependency (:data:`CurrentCaller`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any
+from uuid import uuid4
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.kit import metrics
+from services.kit.context import MessageContext, message_context
+from services.kit.errors import KitError, UnauthenticatedError
+from services.kit.identity import Caller, TokenVerifier
+from services.kit.logging import get_logger
+from services.kit.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "x-request-id"
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def problem(status: int, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": request.scope.get("request_id", ""),
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class RequestContextMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware: it costs the hot path a task per request)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self._app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode()
+        request_id = incoming[:128] if incoming else str(uuid4())
+        scope["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append(
+                    (REQUEST_ID_HEADER.encode(), request_id.encode())
+                )
+            await send(message)
+
+        context = MessageContext(correlation_id=request_id, causation_id=request_id)
+        with (
+            structlog.contextvars.bound_contextvars(request_id=request_id),
+            message_context(context),
+        ):
+            try:
+                await self._app(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                method = scope["method"]
+                metrics.HTTP_REQUESTS.labels(self._service, method, path, str(status)).inc()
+                metrics.HTTP_LATENCY.labels(self._service, method, path).observe(
+                    time.perf_counter() - started
+                )
+
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT minted by `livecommerce token`")
+
+
+def current_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise UnauthenticatedError("missing bearer token")
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(credentials.credentials)
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
+    app.state.readiness[name] = check
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(KitError)
+    async def kit_error(request: Request, error: KitError) -> JSONResponse:
+        return problem(int(error.http_status), error.title, error.detail, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in error.errors()
+        ]
+        return problem(
+            422, "Invalid request", "the request does not match the schema", request, errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return problem(error.status_code, str(error.detail), str(error.detail), request)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.error("unhandled error", path=request.url.path, exc_info=error)
+        return problem(500, "Internal error", "the error was logged with this request id", request)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    lifespan: Lifespan | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan(app):
+            yield
+
+    app = FastAPI(title=title, version="1", lifespan=run)
+    app.state.verifier = verifier or TokenVerifier(settings)
+    app.state.readiness = {}
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness of every dependency")
+    async def readyz(request: Request) -> JSONResponse:
+        failures: dict[str, str] = {}
+        for name, check in app.state.readiness.items():
+            try:
+                await check()
+            except Exception as error:
+                failures[name] = f"{type(error).__name__}: {error}"
+        if failures:
+            return problem(503, "Not ready", "a dependency is not ready", request, checks=failures)
+        return JSONResponse({"status": "ready", "checks": sorted(app.state.readiness)})
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    return app

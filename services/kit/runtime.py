@@ -1,0 +1,98 @@
+"""Running a service process: signals, the event loop, and serving HTTP until stopped.
+
+Every service's ``__main__`` names its roles (api, grpc, worker ...) and hands the chosen
+one to :func:`run`; SIGTERM and SIGINT set the stop event and the role shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+
+import uvicorn
+import uvloop
+from fastapi import FastAPI
+
+from services.kit.logging import configure_logging, get_logger
+from services.kit.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+Role = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def run(settings: ServiceSettings, roles: Mapping[str, Role], argv: list[str]) -> int:
+    """``python -m services.<name> <role>``: run one role until a signal stops it."""
+    if len(argv) != 1 or argv[0] not in roles:
+        print(
+            f"usage: python -m services.{settings.service_name} {{{'|'.join(roles)}}}",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging(settings.service_name, settings.log_level)
+    role = roles[argv[0]]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("starting", role=argv[0])
+        await role(stop)
+        log.info("stopped", role=argv[0])
+
+    uvloop.run(main())
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the process's stop event rules."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_http(app: FastAPI, settings: ServiceSettings, stop: asyncio.Event) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        loop="none",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await serving
+
+
+async def run_all(stop: asyncio.Event, tasks: Mapping[str, Awaitable[None]]) -> None:
+    """Run a worker's loops together; if one fails, stop the others and fail the process
+    (the process manager restarts it) rather than limp on without it."""
+    running: dict[asyncio.Future[None], str] = {
+        asyncio.ensure_future(task): name for name, task in tasks.items()
+    }
+    stopper: asyncio.Future[None] = asyncio.ensure_future(_wait(stop))
+    done, _ = await asyncio.wait([*running, stopper], return_when=asyncio.FIRST_COMPLETED)
+    failure: BaseException | None = None
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            failure = task.exception()
+            log.error("worker loop failed", loop=running[task], exc_info=failure)
+    stop.set()
+    await asyncio.gather(*running, return_exceptions=True)
+    stopper.cancel()
+    if failure is not None:
+        raise failure
+
+
+async def _wait(stop: asyncio.Event) -> None:
+    await stop.wait()
