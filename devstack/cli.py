@@ -73,6 +73,7 @@ def test_environment(config: StackConfig) -> dict[str, str]:
         "LIVECOMMERCE_TEST_POSTGRES_DSN": config.postgres_dsn(TEST_DATABASE),
         "LIVECOMMERCE_TEST_REDIS_URL": config.redis_url,
         "LIVECOMMERCE_TEST_KAFKA_BOOTSTRAP": config.kafka_bootstrap,
+        "LIVECOMMERCE_TEST_KAFKA_PROFILE": config.kafka_profile,
         "LIVECOMMERCE_REQUIRE_STACK": "1",
     }
 

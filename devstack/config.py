@@ -35,6 +35,21 @@ class StackConfig:
     pg_port: int = field(default_factory=lambda: _port("LIVECOMMERCE_PG_PORT", 55432))
     redis_port: int = field(default_factory=lambda: _port("LIVECOMMERCE_REDIS_PORT", 56379))
     kafka_port: int = field(default_factory=lambda: _port("LIVECOMMERCE_KAFKA_PORT", 59092))
+    backend: str = field(default_factory=lambda: os.environ.get("LIVECOMMERCE_STACK", "local"))
+    """``local``: processes under supervisord (no Docker); ``compose``: Postgres, Redis and
+    Apache Kafka from deploy/compose.yaml on a Docker engine, the services still local."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "compose"):
+            raise ValueError(f"LIVECOMMERCE_STACK must be local or compose, not {self.backend!r}")
+
+    @property
+    def kafka_profile(self) -> str:
+        return "local" if self.backend == "local" else "kafka"
+
+    @property
+    def compose_file(self) -> Path:
+        return self.root / "deploy" / "compose.yaml"
 
     @property
     def state(self) -> Path:
@@ -83,5 +98,5 @@ class StackConfig:
             prefix + "POSTGRES_DSN": self.postgres_dsn(service),
             prefix + "REDIS_URL": self.redis_url,
             prefix + "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            prefix + "KAFKA_PROFILE": "local",
+            prefix + "KAFKA_PROFILE": self.kafka_profile,
         }

@@ -21,7 +21,7 @@ import xmlrpc.client
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import redis
@@ -135,7 +135,7 @@ def _program(
     return "\n".join(lines) + "\n"
 
 
-def write_config(config: StackConfig, pg_data: Path) -> None:
+def _infra_programs(config: StackConfig, pg_data: Path) -> list[str]:
     bindir = postgres_bin()
     redis_dir = config.state / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +152,21 @@ def write_config(config: StackConfig, pg_data: Path) -> None:
         f"{tansu_binary()} broker --listener-url tcp://127.0.0.1:{config.kafka_port}"
         f" --advertised-listener-url tcp://127.0.0.1:{config.kafka_port}"
     )
+    return [
+        _program(
+            "postgres",
+            postgres,
+            config,
+            user="postgres" if _run_as_postgres() else None,
+            stopsignal="INT",
+        ),
+        _program("redis", redis_cmd, config),
+        _program("kafka", kafka, config, group_env={"RUST_LOG": "warn"}),
+    ]
+
+
+def write_config(config: StackConfig, pg_data: Path | None) -> None:
+    """supervisord's configuration: the infrastructure (local backend) and the services."""
     parts = [
         "[unix_http_server]",
         f"file={config.supervisor_socket}",
@@ -169,16 +184,9 @@ def write_config(config: StackConfig, pg_data: Path) -> None:
         "[supervisorctl]",
         f"serverurl=unix://{config.supervisor_socket}",
         "",
-        _program(
-            "postgres",
-            postgres,
-            config,
-            user="postgres" if _run_as_postgres() else None,
-            stopsignal="INT",
-        ),
-        _program("redis", redis_cmd, config),
-        _program("kafka", kafka, config, group_env={"RUST_LOG": "warn"}),
     ]
+    if pg_data is not None:
+        parts += _infra_programs(config, pg_data)
     for process in config.services:
         env = {**config.service_env(process.service), **process.env, "PYTHONUNBUFFERED": "1"}
         parts.append(
@@ -191,6 +199,10 @@ def write_config(config: StackConfig, pg_data: Path) -> None:
 
 def _service_command(process: ServiceProcess) -> str:
     return f"{sys.executable} -m services.{process.service} {process.role}"
+
+
+class ProcessSource(Protocol):
+    def processes(self) -> list[ProcessState]: ...
 
 
 class Supervisor:
@@ -293,7 +305,7 @@ def _ready(config: StackConfig, name: str) -> bool:
 
 def wait_until(
     config: StackConfig,
-    supervisor: Supervisor,
+    supervisor: ProcessSource,
     names: list[str],
     ready: Any = _ready,
     timeout: float = START_TIMEOUT,
@@ -332,16 +344,29 @@ async def _create_databases(config: StackConfig) -> None:
 def up(config: StackConfig) -> bool:
     """Start the infrastructure; True if this call started it, False if it was running."""
     config.logs.mkdir(parents=True, exist_ok=True)
-    pg_data = _init_postgres(config, postgres_bin())
-    write_config(config, pg_data)
+    local = config.backend == "local"
+    pg_data = _init_postgres(config, postgres_bin()) if local else None
     supervisor = Supervisor(config)
     started = False
+    backend_file = config.state / "backend"
     if supervisor.running():
+        running = backend_file.read_text().strip() if backend_file.exists() else "local"
+        if running != config.backend:
+            raise StackError(
+                f"a {running} stack is running; stop it with `make down` before starting "
+                f"a {config.backend} one"
+            )
+        write_config(config, pg_data)
         supervisor.reload()
-        for name in INFRA:
+        for name in INFRA if local else ():
             supervisor.start(name)
     else:
-        _check_ports_free(config)
+        if local:
+            _check_ports_free(config)
+        else:
+            _compose(config, "up", "-d", "--wait", *INFRA)
+        write_config(config, pg_data)
+        backend_file.write_text(config.backend)
         config.supervisor_socket.unlink(missing_ok=True)
         result = subprocess.run(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(config.supervisor_conf)],
@@ -353,9 +378,21 @@ def up(config: StackConfig) -> bool:
             raise StackError(f"supervisord did not start: {result.stderr.strip()}")
         _wait_for_supervisor(supervisor)
         started = True
-    wait_until(config, supervisor, list(INFRA))
+    if local:
+        wait_until(config, supervisor, list(INFRA))
     asyncio.run(_create_databases(config))
     return started
+
+
+def _compose(config: StackConfig, *args: str) -> None:
+    """docker compose on deploy/compose.yaml (the compose backend only)."""
+    if not shutil.which("docker"):
+        raise StackError("LIVECOMMERCE_STACK=compose needs docker; unset it to run locally")
+    command = ["docker", "compose", "-f", str(config.compose_file), *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StackError(f"docker compose {args[0]} failed: {last}")
 
 
 def _wait_for_supervisor(supervisor: Supervisor) -> None:
@@ -397,6 +434,8 @@ def down(config: StackConfig) -> bool:
         if time.monotonic() > deadline:
             raise StackError(f"supervisord (pid {pid}) did not stop; see {config.logs}")
         time.sleep(0.1)
+    if config.backend == "compose":
+        _compose(config, "down", "--volumes")
     return True
 
 

@@ -26,6 +26,11 @@ class StackEndpoints:
     postgres_dsn: str
     redis_url: str
     kafka_bootstrap: str
+    kafka_profile: KafkaProfile
+
+
+def _test_kafka_profile() -> KafkaProfile:
+    return KafkaProfile(os.environ.get("LIVECOMMERCE_TEST_KAFKA_PROFILE", "local"))
 
 
 def _endpoints() -> StackEndpoints | None:
@@ -36,6 +41,7 @@ def _endpoints() -> StackEndpoints | None:
         postgres_dsn=dsn,
         redis_url=os.environ["LIVECOMMERCE_TEST_REDIS_URL"],
         kafka_bootstrap=os.environ["LIVECOMMERCE_TEST_KAFKA_BOOTSTRAP"],
+        kafka_profile=_test_kafka_profile(),
     )
 
 
@@ -55,6 +61,8 @@ def unique(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False  # a fixture's value, not a test class for pytest to collect
+
     dsn: str
     schema: str
     pool: asyncpg.Pool
@@ -66,7 +74,7 @@ class TestDatabase:
             environment=Environment.TEST,
             postgres_dsn=self.dsn,
             kafka_bootstrap=kafka_bootstrap,
-            kafka_profile=KafkaProfile.LOCAL,
+            kafka_profile=_test_kafka_profile(),
             kafka_partitions=3,
         )
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from services.inventory.adapters.repository import EventSourcedStockRepository
-from services.inventory.adapters.stock_levels import StockLevels
+from services.inventory.adapters.stock_levels import StockLevel, StockLevels
 from services.inventory.application.handlers import get_stock, receive_stock
 from services.inventory.domain.stock import MAX_RECEIPT, MAX_SKU_ID_LENGTH, ReceiveStock, SkuStock
 from services.inventory.settings import InventorySettings
@@ -38,7 +38,7 @@ class Stock(BaseModel):
     version: int
 
     @classmethod
-    def of(cls, stock: SkuStock) -> Stock:
+    def of(cls, stock: SkuStock | StockLevel) -> Stock:
         return cls(
             sku_id=stock.sku_id,
             merchant_id=stock.merchant_id,
@@ -77,12 +77,7 @@ async def level(sku_id: SkuId, caller: CurrentCaller, request: Request) -> Stock
     found = await levels.get(caller.tenant(), sku_id)
     if found is None:
         raise NotFoundError(f"no stock level for SKU {sku_id} yet")
-    return Stock(
-        sku_id=found.sku_id,
-        merchant_id=found.merchant_id,
-        on_hand=found.on_hand,
-        version=found.version,
-    )
+    return Stock.of(found)
 
 
 @router.get("/stock-levels", summary="Stock levels of the caller's merchant")
@@ -94,10 +89,7 @@ async def levels(
 ) -> list[Stock]:
     caller.require_role(*STOCK_ROLES)
     found = await request.app.state.levels.list(caller.tenant(), limit, offset)
-    return [
-        Stock(sku_id=f.sku_id, merchant_id=f.merchant_id, on_hand=f.on_hand, version=f.version)
-        for f in found
-    ]
+    return [Stock.of(f) for f in found]
 
 
 def create_http_app(settings: InventorySettings) -> FastAPI:
