@@ -23,7 +23,12 @@ from uuid import UUID, uuid4
 
 import asyncpg
 from google.protobuf.message import Message
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from livecommerce.kit.v1.envelope_pb2 import Envelope
 from services.kit import metrics
@@ -288,6 +293,8 @@ class InMemoryEventStore:
     async def append(
         self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
     ) -> list[StoredEvent]:
+        if not any(a.events for a in appends):
+            return []
         async with self._lock:
             heads: dict[str, int] = {}
             for event in self._events:
@@ -295,7 +302,8 @@ class InMemoryEventStore:
             planned = _check_versions(appends, heads)
             known = {e.event_id for e in self._events}
             stored = _stored(planned, len(self._events) + 1)
-            if any(e.event_id in known for e in stored):
+            ids = [e.event_id for e in stored]
+            if len(set(ids)) != len(ids) or known.intersection(ids):
                 raise ConcurrencyError("event already stored")
             self._events.extend(stored)
             return stored
@@ -310,19 +318,17 @@ class InMemoryEventStore:
         return len(self._events)
 
 
-async def retry_on_conflict(operation: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+async def retry_on_conflict(operation: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
     """Run a load-decide-append operation again when it loses a concurrency race.
 
     Safe only for operations that reload their aggregate on every attempt.
     """
-    result: T | None = None
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_random(0, 0.02),
+        wait=wait_random_exponential(multiplier=0.005, max=0.1),
         retry=retry_if_exception_type(ConcurrencyError),
         reraise=True,
     ):
         with attempt:
-            result = await operation()
-    assert result is not None
-    return result
+            return await operation()
+    raise RuntimeError("unreachable: the last attempt either returns or raises")

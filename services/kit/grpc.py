@@ -149,26 +149,34 @@ async def start_grpc_server(
     return server, port
 
 
-class _BearerClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
-):
+def _with_token(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    metadata.add("authorization", f"Bearer {token}")
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+# Two classes, not one with both bases: grpc.aio files an interceptor under the first call
+# kind it matches only, so a combined one would leave streaming calls without the token.
+class _UnaryBearer(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, token: Callable[[], str]) -> None:
         self._token = token
 
-    def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        metadata.add("authorization", f"Bearer {self._token()}")
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-        )
-
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
+        return await continuation(_with_token(details, self._token()), request)
+
+
+class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
+        return await continuation(_with_token(details, self._token()), request)
 
 
 def authenticated_channel(target: str, token: Callable[[], str]) -> grpc.aio.Channel:
     """A channel whose every call carries ``Bearer <token()>`` (a service identity)."""
-    return grpc.aio.insecure_channel(target, interceptors=[_BearerClientInterceptor(token)])
+    return grpc.aio.insecure_channel(
+        target, interceptors=[_UnaryBearer(token), _StreamBearer(token)]
+    )

@@ -68,12 +68,14 @@ class RequestContextMiddleware:
         request_id = incoming[:128] if incoming else str(uuid4())
         scope["request_id"] = request_id
         status = 500
+        response_started = False
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message.setdefault("headers", []).append(
                     (REQUEST_ID_HEADER.encode(), request_id.encode())
                 )
@@ -86,6 +88,20 @@ class RequestContextMiddleware:
         ):
             try:
                 await self._app(scope, receive, send_with_id)
+            except Exception as error:
+                # Answered here, inside the request's context, rather than by Starlette's
+                # outermost error middleware: so the 500 carries the request id header and
+                # the log line its request id. No detail of the error reaches the client.
+                log.error("unhandled error", path=scope.get("path", ""), exc_info=error)
+                if response_started:
+                    raise
+                response = problem(
+                    500,
+                    "Internal error",
+                    "the error was logged with this request id",
+                    Request(scope),
+                )
+                await response(scope, receive, send_with_id)
             finally:
                 route = scope.get("route")
                 path = getattr(route, "path", "unmatched")
@@ -133,11 +149,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return problem(error.status_code, str(error.detail), str(error.detail), request)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.error("unhandled error", path=request.url.path, exc_info=error)
-        return problem(500, "Internal error", "the error was logged with this request id", request)
 
 
 def create_app(

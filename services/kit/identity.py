@@ -19,6 +19,7 @@ import jwt
 
 from services.kit.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from services.kit.settings import ServiceSettings
+from services.kit.tenancy import is_merchant_id
 
 
 class Role(StrEnum):
@@ -63,16 +64,19 @@ class Caller:
 
 
 def _caller_from_claims(claims: dict[str, Any]) -> Caller:
+    raw_roles = claims.get("roles", [])
+    if not isinstance(raw_roles, list):
+        raise UnauthenticatedError("token roles must be a list")
     try:
-        roles = frozenset(Role(r) for r in claims.get("roles", []))
+        roles = frozenset(Role(r) for r in raw_roles)
     except ValueError as error:
         raise UnauthenticatedError(f"token has an unknown role: {error}") from error
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise UnauthenticatedError("token has no subject")
     merchant = claims.get("merchant_id")
-    if merchant is not None and not isinstance(merchant, str):
-        raise UnauthenticatedError("token merchant_id is not a string")
+    if merchant is not None and not is_merchant_id(merchant):
+        raise UnauthenticatedError("token merchant_id is not a valid merchant id")
     return Caller(subject=subject, roles=roles, merchant_id=merchant or None)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from services.kit.errors import InvalidArgumentError, NotFoundError
+from services.kit.tenancy import validate_merchant_id
 
 MAX_RECEIPT = 10_000_000
 MAX_SKU_ID_LENGTH = 64
@@ -59,7 +60,8 @@ class SkuStock:
 
     @staticmethod
     def stream_id(merchant_id: str, sku_id: str) -> str:
-        return f"sku:{merchant_id}:{sku_id}"
+        """Unambiguous because a merchant id never contains ':'."""
+        return f"sku:{validate_merchant_id(merchant_id)}:{sku_id}"
 
     @classmethod
     def replay(cls, merchant_id: str, sku_id: str, events: Iterable[StockEvent]) -> SkuStock:

@@ -21,7 +21,7 @@ from services.kit.http import CurrentCaller, add_readiness_check, create_app
 from services.kit.identity import Role
 
 SCHEMA_PACKAGES = ["services.inventory"]
-STOCK_ROLES = (Role.MERCHANT_ADMIN, Role.OPERATOR, Role.OPS)
+STOCK_ROLES = (Role.MERCHANT_ADMIN, Role.OPERATOR)
 
 SkuId = Annotated[str, Path(min_length=1, max_length=MAX_SKU_ID_LENGTH, pattern=r"^[\x21-\x7e]+$")]
 

@@ -1,0 +1,31 @@
+"""Merchant ids: the tenant key every resource and every stream id carries.
+
+Standard library only, so domain code can validate with it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from services.kit.errors import InvalidArgumentError
+
+MERCHANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""Letters, digits, '.', '_' and '-', never ':': ids built as ``kind:merchant:rest`` can then
+never be read as another merchant's."""
+
+
+class InvalidMerchantIdError(InvalidArgumentError):
+    pass
+
+
+def is_merchant_id(value: object) -> bool:
+    return isinstance(value, str) and MERCHANT_ID_PATTERN.match(value) is not None
+
+
+def validate_merchant_id(value: str) -> str:
+    if not is_merchant_id(value):
+        raise InvalidMerchantIdError(
+            "a merchant id is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    return value
