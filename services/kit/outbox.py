@@ -150,10 +150,12 @@ class OutboxRelay:
     async def _sleep(self, stop: asyncio.Event, seconds: float | None = None) -> None:
         stopped = asyncio.ensure_future(stop.wait())
         woken = asyncio.ensure_future(self._wake.wait())
-        await asyncio.wait(
-            {stopped, woken},
-            timeout=seconds or self._poll_interval,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        for task in (stopped, woken):
-            task.cancel()
+        try:
+            await asyncio.wait(
+                {stopped, woken},
+                timeout=seconds or self._poll_interval,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for task in (stopped, woken):
+                task.cancel()
