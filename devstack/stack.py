@@ -109,11 +109,12 @@ def _program(
     user: str | None = None,
     autostart: bool = True,
     stopsignal: str = "TERM",
+    directory: Path | None = None,
 ) -> str:
     lines = [
         f"[program:{name}]",
         f"command={command}",
-        f"directory={config.root}",
+        f"directory={directory or config.root}",
         f"autostart={'true' if autostart else 'false'}",
         "autorestart=unexpected",
         "startsecs=1",
@@ -159,6 +160,7 @@ def _infra_programs(config: StackConfig, pg_data: Path) -> list[str]:
             config,
             user="postgres" if _run_as_postgres() else None,
             stopsignal="INT",
+            directory=pg_data.parent,
         ),
         _program("redis", redis_cmd, config),
         _program("kafka", kafka, config, group_env={"RUST_LOG": "warn"}),
