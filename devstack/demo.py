@@ -244,13 +244,19 @@ async def smoke(config: StackConfig, console: Console) -> Outcome:
 
 
 def run_demo(config: StackConfig, console: Console) -> int:
-    with stack.running_stack(config):
+    with stack.running_stack(config) as started:
+        console.print(
+            ("started" if started else "using the running")
+            + " local stack: postgres, redis, kafka (Tansu); logs in .stack/logs/"
+        )
         stack.start_services(config, restart=True)
+        console.print("started " + ", ".join(p.name for p in config.services))
         try:
             outcome = asyncio.run(smoke(config, console))
         except DemoError as error:
             console.print(f"[red]demo failed:[/red] {error}")
             return 1
+    console.print("stack stopped" if started else "stack left running (make down stops it)")
     summary = Table("invariant", "holds", "detail", title="checks")
     for name, passed, detail in outcome.checks:
         summary.add_row(name, "[green]yes[/green]" if passed else "[red]NO[/red]", detail)
