@@ -87,7 +87,11 @@ class StackConfig:
         """The service processes `make up` and `make demo` run, with their ports."""
         return [
             ServiceProcess("inventory", "api", {"INVENTORY_HTTP_PORT": "8101"}),
-            ServiceProcess("inventory", "grpc", {"INVENTORY_GRPC_PORT": "50101"}),
+            ServiceProcess(
+                "inventory",
+                "grpc",
+                {"INVENTORY_GRPC_PORT": "50101", "INVENTORY_METRICS_PORT": "9102"},
+            ),
             ServiceProcess("inventory", "worker", {"INVENTORY_METRICS_PORT": "9101"}),
         ]
 

@@ -34,6 +34,8 @@ log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "x-request-id"
+TRACE_HEADERS = ("traceparent", "tracestate")
+"""W3C trace context: carried from the request into every event it causes."""
 
 ReadinessCheck = Callable[[], Awaitable[object]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -64,8 +66,14 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode()
+        headers = dict(scope["headers"])
+        incoming = headers.get(REQUEST_ID_HEADER.encode(), b"").decode()
         request_id = incoming[:128] if incoming else str(uuid4())
+        trace = {
+            name: headers[name.encode()].decode()[:512]
+            for name in TRACE_HEADERS
+            if name.encode() in headers
+        }
         scope["request_id"] = request_id
         status = 500
         response_started = False
@@ -81,7 +89,9 @@ class RequestContextMiddleware:
                 )
             await send(message)
 
-        context = MessageContext(correlation_id=request_id, causation_id=request_id)
+        context = MessageContext(
+            correlation_id=request_id, causation_id=request_id, trace_context=trace
+        )
         with (
             structlog.contextvars.bound_contextvars(request_id=request_id),
             message_context(context),

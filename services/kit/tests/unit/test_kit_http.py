@@ -354,3 +354,23 @@ async def test_refuses_a_token_signed_for_another_service_setup(
     response = await client.get("/whoami", headers={"authorization": f"Bearer {foreign}"})
 
     assert_problem(response, 401, "Unauthenticated")
+
+
+async def test_carries_the_w3c_trace_context_of_a_request_into_its_message_context() -> None:
+    seen: list[dict[str, str]] = []
+    router = APIRouter()
+
+    @router.get("/trace")
+    async def trace() -> dict[str, str]:
+        seen.append(dict(current_context().trace_context))
+        return {}
+
+    app = create_app(ServiceSettings(), title="t", routers=[router])
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        await client.get("/trace", headers={"traceparent": parent, "tracestate": "v=1"})
+        await client.get("/trace")
+
+    assert seen == [{"traceparent": parent, "tracestate": "v=1"}, {}]
