@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.settings import ServiceSettings
@@ -14,3 +15,10 @@ class InventorySettings(ServiceSettings):
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:55432/inventory"
     http_port: int = 8101
     grpc_port: int = 50101
+    reserve_max_batch: int = Field(default=256, ge=1, le=4096)
+    """At most this many reservations share one Redis pipeline and one group commit."""
+    sold_out_memory_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How long a process answers "sold out" from memory without asking Redis again."""
+    sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    stream_stock_interval_seconds: float = Field(default=0.5, gt=0)

@@ -72,3 +72,12 @@ class ResourceExhaustedError(KitError):
     http_status = HTTPStatus.TOO_MANY_REQUESTS
     grpc_code = "RESOURCE_EXHAUSTED"
     title = "Too many requests"
+
+
+class UnavailableError(KitError):
+    """A dependency is down or the work could not be made durable: retry later. Nothing
+    the caller was told has changed."""
+
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
+    grpc_code = "UNAVAILABLE"
+    title = "Service unavailable"

@@ -96,3 +96,17 @@ async def run_all(stop: asyncio.Event, tasks: Mapping[str, Awaitable[None]]) -> 
 
 async def _wait(stop: asyncio.Event) -> None:
     await stop.wait()
+
+
+async def run_periodically(
+    seconds: float, stop: asyncio.Event, work: Callable[[], Awaitable[object]]
+) -> None:
+    """Run ``work`` every ``seconds`` until stopped; a failing round is logged and the
+    next round tries again (periodic housekeeping must not take its process down)."""
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception as error:
+            log.error("periodic work failed", work=getattr(work, "__name__", "?"), exc_info=error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)

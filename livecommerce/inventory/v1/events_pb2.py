@@ -22,15 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&livecommerce/inventory/v1/events.proto\x12\x19livecommerce.inventory.v1\"V\n\rStockReceived\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x15\n\ron_hand_after\x18\x03 \x01(\x03\x12\x0c\n\x04note\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&livecommerce/inventory/v1/events.proto\x12\x19livecommerce.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"V\n\rStockReceived\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x15\n\ron_hand_after\x18\x03 \x01(\x03\x12\x0c\n\x04note\x18\x04 \x01(\t\"`\n\x14StockAllocatedToSale\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12\x15\n\ron_hand_after\x18\x04 \x01(\x03\"^\n\x12\x41llocationReturned\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12\x15\n\ron_hand_after\x18\x04 \x01(\x03\"\xe7\x01\n\x12\x46lashSaleScheduled\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x11\n\tallocated\x18\x03 \x01(\x03\x12-\n\tstarts_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eper_user_limit\x18\x06 \x01(\x05\x12\x18\n\x10hold_ttl_seconds\x18\x07 \x01(\x05\x12\x0f\n\x07\x62uckets\x18\x08 \x01(\x05\"C\n\x0e\x46lashSaleEnded\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x10\n\x08returned\x18\x03 \x01(\x03\"@\n\x0bSaleSoldOut\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\"\xc8\x01\n\rStockReserved\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x10\n\x08quantity\x18\x05 \x01(\x03\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x62ucket\x18\x07 \x01(\x05\x12\x13\n\x0bhome_bucket\x18\x08 \x01(\x05\x12\r\n\x05\x65poch\x18\t \x01(\x03\"Z\n\x14ReservationConfirmed\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x03\"\x82\x01\n\x13ReservationReleased\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x17\n\x0freturned_to_sku\x18\x06 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecommerce.inventory.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STOCKRECEIVED']._serialized_start=69
-  _globals['_STOCKRECEIVED']._serialized_end=155
+  _globals['_STOCKRECEIVED']._serialized_start=102
+  _globals['_STOCKRECEIVED']._serialized_end=188
+  _globals['_STOCKALLOCATEDTOSALE']._serialized_start=190
+  _globals['_STOCKALLOCATEDTOSALE']._serialized_end=286
+  _globals['_ALLOCATIONRETURNED']._serialized_start=288
+  _globals['_ALLOCATIONRETURNED']._serialized_end=382
+  _globals['_FLASHSALESCHEDULED']._serialized_start=385
+  _globals['_FLASHSALESCHEDULED']._serialized_end=616
+  _globals['_FLASHSALEENDED']._serialized_start=618
+  _globals['_FLASHSALEENDED']._serialized_end=685
+  _globals['_SALESOLDOUT']._serialized_start=687
+  _globals['_SALESOLDOUT']._serialized_end=751
+  _globals['_STOCKRESERVED']._serialized_start=754
+  _globals['_STOCKRESERVED']._serialized_end=954
+  _globals['_RESERVATIONCONFIRMED']._serialized_start=956
+  _globals['_RESERVATIONCONFIRMED']._serialized_end=1046
+  _globals['_RESERVATIONRELEASED']._serialized_start=1049
+  _globals['_RESERVATIONRELEASED']._serialized_end=1179
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,7 +20,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class StockReceived(_message.Message):
     """Integration events the inventory service publishes on inventory.events.
-    Quantities are whole units; every event names the SKU it concerns.
+    Quantities are whole units. SKU events are on stream sku:<merchant>:<sku>, sale events on
+    sale:<merchant>:<sale>, hold events on hold:<merchant>:<hold> (the hold id is the order id).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -47,3 +49,269 @@ class StockReceived(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StockReceived: _TypeAlias = StockReceived  # noqa: Y015
+
+@_typing.final
+class StockAllocatedToSale(_message.Message):
+    """Units of a SKU set aside for a flash sale (SKU stream)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    ON_HAND_AFTER_FIELD_NUMBER: _builtins.int
+    sku_id: _builtins.str
+    sale_id: _builtins.str
+    quantity: _builtins.int
+    on_hand_after: _builtins.int
+    def __init__(
+        self,
+        *,
+        sku_id: _builtins.str = ...,
+        sale_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        on_hand_after: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_hand_after", b"on_hand_after", "quantity", b"quantity", "sale_id", b"sale_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockAllocatedToSale: _TypeAlias = StockAllocatedToSale  # noqa: Y015
+
+@_typing.final
+class AllocationReturned(_message.Message):
+    """Unsold units of a sale given back to the SKU (SKU stream): when the sale ends, and for
+    each hold released after it ended.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    ON_HAND_AFTER_FIELD_NUMBER: _builtins.int
+    sku_id: _builtins.str
+    sale_id: _builtins.str
+    quantity: _builtins.int
+    on_hand_after: _builtins.int
+    def __init__(
+        self,
+        *,
+        sku_id: _builtins.str = ...,
+        sale_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        on_hand_after: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_hand_after", b"on_hand_after", "quantity", b"quantity", "sale_id", b"sale_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocationReturned: _TypeAlias = AllocationReturned  # noqa: Y015
+
+@_typing.final
+class FlashSaleScheduled(_message.Message):
+    """A flash sale's definition (sale stream)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    ALLOCATED_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
+    HOLD_TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    sku_id: _builtins.str
+    allocated: _builtins.int
+    per_user_limit: _builtins.int
+    hold_ttl_seconds: _builtins.int
+    buckets: _builtins.int
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        allocated: _builtins.int = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        per_user_limit: _builtins.int = ...,
+        hold_ttl_seconds: _builtins.int = ...,
+        buckets: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "buckets", b"buckets", "ends_at", b"ends_at", "hold_ttl_seconds", b"hold_ttl_seconds", "per_user_limit", b"per_user_limit", "sale_id", b"sale_id", "sku_id", b"sku_id", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlashSaleScheduled: _TypeAlias = FlashSaleScheduled  # noqa: Y015
+
+@_typing.final
+class FlashSaleEnded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    RETURNED_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    sku_id: _builtins.str
+    returned: _builtins.int
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        returned: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["returned", b"returned", "sale_id", b"sale_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlashSaleEnded: _TypeAlias = FlashSaleEnded  # noqa: Y015
+
+@_typing.final
+class SaleSoldOut(_message.Message):
+    """The last unit of a sale was reserved (one event each time the sale runs out)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    sku_id: _builtins.str
+    sequence: _builtins.int
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sale_id", b"sale_id", "sequence", b"sequence", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaleSoldOut: _TypeAlias = SaleSoldOut  # noqa: Y015
+
+@_typing.final
+class StockReserved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    HOME_BUCKET_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    sale_id: _builtins.str
+    sku_id: _builtins.str
+    user_id: _builtins.str
+    quantity: _builtins.int
+    bucket: _builtins.int
+    home_bucket: _builtins.int
+    epoch: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        sale_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        bucket: _builtins.int = ...,
+        home_bucket: _builtins.int = ...,
+        epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "epoch", b"epoch", "expires_at", b"expires_at", "hold_id", b"hold_id", "home_bucket", b"home_bucket", "quantity", b"quantity", "sale_id", b"sale_id", "sku_id", b"sku_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockReserved: _TypeAlias = StockReserved  # noqa: Y015
+
+@_typing.final
+class ReservationConfirmed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    sale_id: _builtins.str
+    sku_id: _builtins.str
+    quantity: _builtins.int
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        sale_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id", "quantity", b"quantity", "sale_id", b"sale_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReservationConfirmed: _TypeAlias = ReservationConfirmed  # noqa: Y015
+
+@_typing.final
+class ReservationReleased(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETURNED_TO_SKU_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    sale_id: _builtins.str
+    sku_id: _builtins.str
+    quantity: _builtins.int
+    reason: _builtins.str
+    """cancelled | expired | refunded"""
+    returned_to_sku: _builtins.bool
+    """True when the sale had ended: the units went back to the SKU, not to the sale."""
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        sale_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        returned_to_sku: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id", "quantity", b"quantity", "reason", b"reason", "returned_to_sku", b"returned_to_sku", "sale_id", b"sale_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReservationReleased: _TypeAlias = ReservationReleased  # noqa: Y015

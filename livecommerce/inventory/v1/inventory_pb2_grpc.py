@@ -35,16 +35,67 @@ class InventoryServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Reserve = channel.unary_unary(
+                '/livecommerce.inventory.v1.InventoryService/Reserve',
+                request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReserveRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReserveReply.FromString,
+                _registered_method=True)
+        self.Confirm = channel.unary_unary(
+                '/livecommerce.inventory.v1.InventoryService/Confirm',
+                request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldReply.FromString,
+                _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/livecommerce.inventory.v1.InventoryService/Release',
+                request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldReply.FromString,
+                _registered_method=True)
         self.GetStock = channel.unary_unary(
                 '/livecommerce.inventory.v1.InventoryService/GetStock',
                 request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetStockRequest.SerializeToString,
                 response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+                _registered_method=True)
+        self.GetSale = channel.unary_unary(
+                '/livecommerce.inventory.v1.InventoryService/GetSale',
+                request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
+                _registered_method=True)
+        self.StreamStock = channel.unary_stream(
+                '/livecommerce.inventory.v1.InventoryService/StreamStock',
+                request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
                 _registered_method=True)
 
 
 class InventoryServiceServicer:
     """Calls other services make to inventory when they need an answer now.
     """
+
+    def Reserve(self, request, context):
+        """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
+        request again returns the same hold; the same hold_id with other content is
+        ALREADY_EXISTS. Answered only once the hold is durable.
+        Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
+        FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
+        RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Confirm(self, request, context):
+        """The hold was paid for. Idempotent; FAILED_PRECONDITION if it was released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Release(self, request, context):
+        """Give the hold's units back (cancelled, expired, refunded before shipping). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetStock(self, request, context):
         """Stock of one SKU of the caller's merchant, as recorded in the event store.
@@ -53,13 +104,52 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSale(self, request, context):
+        """A flash sale's live counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamStock(self, request, context):
+        """The sale's live counts now and whenever they change (at most every interval).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Reserve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reserve,
+                    request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReserveRequest.FromString,
+                    response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReserveReply.SerializeToString,
+            ),
+            'Confirm': grpc.unary_unary_rpc_method_handler(
+                    servicer.Confirm,
+                    request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldRequest.FromString,
+                    response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldReply.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseRequest.FromString,
+                    response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldReply.SerializeToString,
+            ),
             'GetStock': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStock,
                     request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetStockRequest.FromString,
                     response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.SerializeToString,
+            ),
+            'GetSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSale,
+                    request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.FromString,
+                    response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.SerializeToString,
+            ),
+            'StreamStock': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamStock,
+                    request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.FromString,
+                    response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -72,6 +162,87 @@ def add_InventoryServiceServicer_to_server(servicer, server):
 class InventoryService:
     """Calls other services make to inventory when they need an answer now.
     """
+
+    @staticmethod
+    def Reserve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.inventory.v1.InventoryService/Reserve',
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReserveRequest.SerializeToString,
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReserveReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Confirm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.inventory.v1.InventoryService/Confirm',
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldRequest.SerializeToString,
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.inventory.v1.InventoryService/Release',
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ReleaseRequest.SerializeToString,
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.HoldReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetStock(request,
@@ -90,6 +261,60 @@ class InventoryService:
             '/livecommerce.inventory.v1.InventoryService/GetStock',
             livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetStockRequest.SerializeToString,
             livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.inventory.v1.InventoryService/GetSale',
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/livecommerce.inventory.v1.InventoryService/StreamStock',
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,19 +33,81 @@ class InventoryServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> InventoryServiceAsyncStub: ...
+    Reserve: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ReserveRequest, _inventory_pb2.ReserveReply]
+    """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
+    request again returns the same hold; the same hold_id with other content is
+    ALREADY_EXISTS. Answered only once the hold is durable.
+    Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
+    FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
+    RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.
+    """
+    Confirm: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.HoldRequest, _inventory_pb2.HoldReply]
+    """The hold was paid for. Idempotent; FAILED_PRECONDITION if it was released."""
+    Release: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ReleaseRequest, _inventory_pb2.HoldReply]
+    """Give the hold's units back (cancelled, expired, refunded before shipping). Idempotent."""
     GetStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetStockRequest, _inventory_pb2.StockLevel]
     """Stock of one SKU of the caller's merchant, as recorded in the event store."""
+    GetSale: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]
+    """A flash sale's live counts."""
+    StreamStock: _grpc.UnaryStreamMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]
+    """The sale's live counts now and whenever they change (at most every interval)."""
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
     """Calls other services make to inventory when they need an answer now."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Reserve: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ReserveRequest, _inventory_pb2.ReserveReply]  # type: ignore[assignment]
+    """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
+    request again returns the same hold; the same hold_id with other content is
+    ALREADY_EXISTS. Answered only once the hold is durable.
+    Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
+    FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
+    RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.
+    """
+    Confirm: _aio.UnaryUnaryMultiCallable[_inventory_pb2.HoldRequest, _inventory_pb2.HoldReply]  # type: ignore[assignment]
+    """The hold was paid for. Idempotent; FAILED_PRECONDITION if it was released."""
+    Release: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ReleaseRequest, _inventory_pb2.HoldReply]  # type: ignore[assignment]
+    """Give the hold's units back (cancelled, expired, refunded before shipping). Idempotent."""
     GetStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetStockRequest, _inventory_pb2.StockLevel]  # type: ignore[assignment]
     """Stock of one SKU of the caller's merchant, as recorded in the event store."""
+    GetSale: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]  # type: ignore[assignment]
+    """A flash sale's live counts."""
+    StreamStock: _aio.UnaryStreamMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]  # type: ignore[assignment]
+    """The sale's live counts now and whenever they change (at most every interval)."""
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Calls other services make to inventory when they need an answer now."""
+
+    @_abc_1.abstractmethod
+    def Reserve(
+        self,
+        request: _inventory_pb2.ReserveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ReserveReply, _abc.Awaitable[_inventory_pb2.ReserveReply]]:
+        """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
+        request again returns the same hold; the same hold_id with other content is
+        ALREADY_EXISTS. Answered only once the hold is durable.
+        Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
+        FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
+        RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.
+        """
+
+    @_abc_1.abstractmethod
+    def Confirm(
+        self,
+        request: _inventory_pb2.HoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.HoldReply, _abc.Awaitable[_inventory_pb2.HoldReply]]:
+        """The hold was paid for. Idempotent; FAILED_PRECONDITION if it was released."""
+
+    @_abc_1.abstractmethod
+    def Release(
+        self,
+        request: _inventory_pb2.ReleaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.HoldReply, _abc.Awaitable[_inventory_pb2.HoldReply]]:
+        """Give the hold's units back (cancelled, expired, refunded before shipping). Idempotent."""
 
     @_abc_1.abstractmethod
     def GetStock(
@@ -54,5 +116,21 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.StockLevel, _abc.Awaitable[_inventory_pb2.StockLevel]]:
         """Stock of one SKU of the caller's merchant, as recorded in the event store."""
+
+    @_abc_1.abstractmethod
+    def GetSale(
+        self,
+        request: _inventory_pb2.GetSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.SaleStatus, _abc.Awaitable[_inventory_pb2.SaleStatus]]:
+        """A flash sale's live counts."""
+
+    @_abc_1.abstractmethod
+    def StreamStock(
+        self,
+        request: _inventory_pb2.GetSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_inventory_pb2.SaleStatus], _abc.AsyncIterator[_inventory_pb2.SaleStatus]]:
+        """The sale's live counts now and whenever they change (at most every interval)."""
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

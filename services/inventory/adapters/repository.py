@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from services.inventory.adapters import codec
-from services.inventory.domain.stock import SkuStock, StockEvent
+from services.inventory.domain.stock import (
+    AllocationReturned,
+    SkuStock,
+    StockAllocatedToSale,
+    StockEvent,
+    StockReceived,
+)
 from services.kit.eventstore import EventStore, StreamAppend
+
+SKU_EVENTS = (StockReceived, StockAllocatedToSale, AllocationReturned)
 
 
 class EventSourcedStockRepository:
@@ -13,7 +21,10 @@ class EventSourcedStockRepository:
 
     async def load(self, merchant_id: str, sku_id: str) -> SkuStock:
         stored = await self._store.read_stream(SkuStock.stream_id(merchant_id, sku_id))
-        return SkuStock.replay(merchant_id, sku_id, (codec.decode(e) for e in stored))
+        events = [codec.decode(e) for e in stored]
+        return SkuStock.replay(
+            merchant_id, sku_id, [e for e in events if isinstance(e, SKU_EVENTS)]
+        )
 
     async def save(self, stock: SkuStock, events: list[StockEvent]) -> SkuStock:
         await self._store.append(

@@ -2,9 +2,99 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
-from services.inventory.domain.stock import SkuStock, StockEvent
+from services.inventory.domain.sale import (
+    FlashSale,
+    FlashSaleScheduled,
+    Hold,
+    ReservationConfirmed,
+    ReservationReleased,
+    ReserveStock,
+    StockReserved,
+)
+from services.inventory.domain.stock import SkuStock, StockAllocatedToSale, StockEvent
+from services.kit.errors import KitError
+
+
+class StaleEpochError(KitError):
+    """The hold was decided against a Redis state that has since been rebuilt: retry."""
+
+    grpc_code = "ABORTED"
+    title = "Retry"
+
+
+@dataclass(frozen=True)
+class PendingHold:
+    """A hold Redis granted, waiting to be made durable."""
+
+    merchant_id: str
+    event: StockReserved
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    """A hold as Redis keeps it (see reserve.lua)."""
+
+    user_id: str
+    quantity: int
+    expiry_ms: int
+    state: str
+    bucket: int
+    home_bucket: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What Redis decided for one reservation."""
+
+    outcome: str
+    expiry_ms: int = 0
+    remaining: int = 0
+    epoch: int = 0
+    bucket: int = 0
+    home_bucket: int = 0
+    existing: HoldRecord | None = None
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class Released:
+    outcome: str
+    quantity: int = 0
+    returned_to_sku: bool = False
+
+
+@dataclass(frozen=True)
+class DurableHold:
+    """A hold as the event store knows it, to rebuild Redis from."""
+
+    hold_id: str
+    user_id: str
+    quantity: int
+    state: str  # held | confirmed | released | returned
+    expires_at: datetime
+    bucket: int
+    home_bucket: int
+
+
+@dataclass
+class SaleSnapshot:
+    """Redis's view of a sale, summed over its buckets."""
+
+    exists: bool = False
+    epoch: int = 0
+    closed: bool = False
+    available: int = 0
+    held: int = 0
+    sold: int = 0
+    users: Counter[str] = field(default_factory=Counter)
 
 
 class StockRepository(Protocol):
@@ -17,3 +107,121 @@ class StockRepository(Protocol):
     async def save(self, stock: SkuStock, events: list[StockEvent]) -> SkuStock:
         """Append events after ``stock.version``; ConcurrencyError if it moved on."""
         ...
+
+
+class FlashStock(Protocol):
+    """The deciding copy of flash-sale stock (Redis): atomic, fast, rebuildable."""
+
+    async def reserve_many(
+        self, requests: Sequence[tuple[FlashSale, ReserveStock]], now_ms: int
+    ) -> list[Decision]: ...
+
+    async def confirm(self, sale: FlashSale, hold_id: str, bucket: int) -> str: ...
+
+    async def release(
+        self,
+        sale: FlashSale,
+        hold_id: str,
+        bucket: int,
+        home: int,
+        now_ms: int,
+        *,
+        only_if_expired: bool,
+    ) -> Released: ...
+
+    async def close(self, sale: FlashSale) -> int: ...
+
+    async def expired(self, sale: FlashSale, bucket: int, now_ms: int, limit: int) -> list[str]: ...
+
+    async def record(self, sale: FlashSale, bucket: int, hold_id: str) -> HoldRecord | None: ...
+
+    async def forget_pending(self, sale: FlashSale, bucket: int, hold_id: str) -> None: ...
+
+    async def exists(self, sale: FlashSale) -> bool: ...
+
+    async def load(
+        self, sale: FlashSale, epoch: int, holds: Sequence[DurableHold], closed: bool
+    ) -> None:
+        """Replace the sale's state with the one given (a rebuild)."""
+        ...
+
+    async def snapshot(self, sale: FlashSale) -> SaleSnapshot: ...
+
+    async def announce_restock(self, sale: FlashSale) -> None:
+        """Tell every process that the sale may have stock again."""
+        ...
+
+
+class Counters(Protocol):
+    """A sale's durable counts: allocated == available + held + sold + returned."""
+
+    @property
+    def allocated(self) -> int: ...
+
+    @property
+    def held(self) -> int: ...
+
+    @property
+    def sold(self) -> int: ...
+
+    @property
+    def returned(self) -> int: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    @property
+    def available(self) -> int: ...
+
+
+class LockedSale(Protocol):
+    """A sale under its row lock; what is recorded is written when the block ends."""
+
+    sale: FlashSale
+
+    @property
+    def counters(self) -> Counters: ...
+
+    async def hold(self, hold_id: str) -> Hold: ...
+
+    async def durable_holds(self) -> list[DurableHold]: ...
+
+    def bump_epoch(self) -> int: ...
+
+    def confirm(self, hold: Hold, event: ReservationConfirmed) -> None: ...
+
+    async def release(self, hold: Hold, event: ReservationReleased) -> None: ...
+
+    async def end(self, unsold: int) -> None: ...
+
+
+class SaleRecords(Protocol):
+    """The durable record of sales and holds (the event store and what it implies)."""
+
+    async def sale(self, merchant_id: str, sale_id: str) -> tuple[FlashSale, Counters]: ...
+
+    async def live_sales(self, now: datetime) -> list[FlashSale]: ...
+
+    async def hold(self, merchant_id: str, hold_id: str) -> Hold: ...
+
+    async def sku(self, merchant_id: str, sku_id: str) -> SkuStock: ...
+
+    async def schedule(
+        self, sku: SkuStock, allocated: StockAllocatedToSale, scheduled: FlashSaleScheduled
+    ) -> None: ...
+
+    async def sales_due_to_end(self, now: datetime) -> list[FlashSale]: ...
+
+    async def record_reservations(
+        self, pending: Sequence[PendingHold]
+    ) -> list[BaseException | None]:
+        """Group commit: one transaction for many holds; per hold None when durable, or why
+        it was refused (StaleEpochError, HoldConflictError, SaleNotFoundError)."""
+        ...
+
+    def locked_sale(
+        self, merchant_id: str, sale_id: str
+    ) -> AbstractAsyncContextManager[LockedSale, bool | None]: ...

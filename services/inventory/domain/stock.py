@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from services.kit.errors import InvalidArgumentError, NotFoundError
+from services.kit.errors import InvalidArgumentError, NotFoundError, PreconditionFailedError
 from services.kit.tenancy import validate_merchant_id
 
 MAX_RECEIPT = 10_000_000
-MAX_SKU_ID_LENGTH = 64
+MAX_ID_LENGTH = 64
+MAX_SKU_ID_LENGTH = MAX_ID_LENGTH
 
 
 class InvalidQuantityError(InvalidArgumentError):
@@ -21,6 +22,10 @@ class InvalidSkuIdError(InvalidArgumentError):
 
 
 class SkuNotFoundError(NotFoundError):
+    pass
+
+
+class InsufficientStockError(PreconditionFailedError):
     pass
 
 
@@ -40,15 +45,39 @@ class StockReceived:
     note: str
 
 
-StockEvent = StockReceived
+@dataclass(frozen=True)
+class StockAllocatedToSale:
+    sku_id: str
+    sale_id: str
+    quantity: int
+    on_hand_after: int
+
+
+@dataclass(frozen=True)
+class AllocationReturned:
+    sku_id: str
+    sale_id: str
+    quantity: int
+    on_hand_after: int
+
+
+StockEvent = StockReceived | StockAllocatedToSale | AllocationReturned
+
+
+def validate_id(value: str, what: str) -> str:
+    """Ids are 1..64 printable characters without spaces."""
+    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable() or " " in value:
+        raise InvalidArgumentError(
+            f"a {what} is 1 to {MAX_ID_LENGTH} printable characters without spaces"
+        )
+    return value
 
 
 def validate_sku_id(sku_id: str) -> str:
-    if not sku_id or len(sku_id) > MAX_SKU_ID_LENGTH or not sku_id.isprintable() or " " in sku_id:
-        raise InvalidSkuIdError(
-            f"a SKU id is 1 to {MAX_SKU_ID_LENGTH} printable characters without spaces"
-        )
-    return sku_id
+    try:
+        return validate_id(sku_id, "SKU id")
+    except InvalidArgumentError as error:
+        raise InvalidSkuIdError(error.detail) from error
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,18 @@ class SkuStock:
             on_hand_after=self.on_hand + command.quantity,
             note=command.note,
         )
+
+    def allocate(self, sale_id: str, quantity: int) -> StockAllocatedToSale:
+        if quantity <= 0:
+            raise InvalidQuantityError(f"allocate at least 1 unit, not {quantity}")
+        if quantity > self.on_hand:
+            raise InsufficientStockError(
+                f"SKU {self.sku_id} has {self.on_hand} on hand; cannot allocate {quantity}"
+            )
+        return StockAllocatedToSale(self.sku_id, sale_id, quantity, self.on_hand - quantity)
+
+    def take_back(self, sale_id: str, quantity: int) -> AllocationReturned:
+        return AllocationReturned(self.sku_id, sale_id, quantity, self.on_hand + quantity)
 
     def apply(self, event: StockEvent) -> SkuStock:
         return replace(self, on_hand=event.on_hand_after, version=self.version + 1)

@@ -1,46 +1,144 @@
-"""Inventory's gRPC API for other services."""
+"""Inventory's gRPC API for other services: the reserve path and live sale counts."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
-from livecommerce.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from livecommerce.inventory.v1 import inventory_pb2 as pb
+from livecommerce.inventory.v1 import inventory_pb2_grpc
+from services.inventory.adapters.codec import timestamp
 from services.inventory.adapters.repository import EventSourcedStockRepository
+from services.inventory.application.flash_sales import FlashSales, SaleStatus
 from services.inventory.application.handlers import get_stock
-from services.inventory.entrypoints.http import SCHEMA_PACKAGES
+from services.inventory.bootstrap import forget_sold_out_on_restock, inventory
+from services.inventory.domain.sale import ReleaseReason, ReserveStock
 from services.inventory.settings import InventorySettings
-from services.kit.db import database
-from services.kit.eventstore import PostgresEventStore
+from services.kit.errors import InvalidArgumentError
 from services.kit.grpc import Context, current_caller, start_grpc_server
-from services.kit.identity import Role, TokenVerifier
+from services.kit.identity import Caller, Role, TokenVerifier
 from services.kit.metrics import serve_metrics
+
+HOLD_ROLES = (Role.SERVICE, Role.OPS)
+READ_ROLES = (Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN, Role.OPERATOR, Role.HOST)
+
+
+def _merchant(caller: Caller, requested: str, what: str) -> str:
+    merchant_id = requested or caller.tenant()
+    caller.ensure_can_see(merchant_id, what)
+    return merchant_id
+
+
+def sale_status(status: SaleStatus) -> pb.SaleStatus:
+    return pb.SaleStatus(
+        sale_id=status.sale.sale_id,
+        sku_id=status.sale.sku_id,
+        state=status.state,
+        allocated=status.allocated,
+        available=status.available,
+        held=status.held,
+        sold=status.sold,
+        returned=status.returned,
+        starts_at=timestamp(status.sale.starts_at),
+        ends_at=timestamp(status.sale.ends_at),
+        per_user_limit=status.sale.per_user_limit,
+    )
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
-    def __init__(self, stock: EventSourcedStockRepository) -> None:
+    def __init__(
+        self,
+        stock: EventSourcedStockRepository,
+        flash_sales: FlashSales,
+        stream_interval: float = 0.5,
+    ) -> None:
         self._stock = stock
+        self._flash_sales = flash_sales
+        self._stream_interval = stream_interval
 
-    async def GetStock(
-        self, request: inventory_pb2.GetStockRequest, context: Context
-    ) -> inventory_pb2.StockLevel:
+    async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.ReserveReply:
         caller = current_caller()
-        caller.require_role(Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN, Role.OPERATOR)
-        merchant_id = request.merchant_id or caller.tenant()
-        caller.ensure_can_see(merchant_id, f"SKU {request.sku_id}")
+        caller.require_role(*HOLD_ROLES)
+        merchant_id = _merchant(caller, request.merchant_id, f"sale {request.sale_id}")
+        reservation = await self._flash_sales.reserve(
+            ReserveStock(
+                merchant_id=merchant_id,
+                sale_id=request.sale_id,
+                user_id=request.user_id,
+                quantity=request.quantity,
+                hold_id=request.hold_id,
+            )
+        )
+        reply = pb.ReserveReply(
+            outcome=pb.ReserveReply.RESERVED if reservation.reserved else pb.ReserveReply.SOLD_OUT,
+            hold_id=reservation.hold_id,
+            remaining=reservation.remaining,
+        )
+        if reservation.expires_at is not None:
+            reply.expires_at.CopyFrom(timestamp(reservation.expires_at))
+        return reply
+
+    async def Confirm(self, request: pb.HoldRequest, context: Context) -> pb.HoldReply:
+        caller = current_caller()
+        caller.require_role(*HOLD_ROLES)
+        merchant_id = _merchant(caller, request.merchant_id, f"hold {request.hold_id}")
+        state = await self._flash_sales.confirm(merchant_id, request.hold_id)
+        return pb.HoldReply(hold_id=request.hold_id, state=state.value)
+
+    async def Release(self, request: pb.ReleaseRequest, context: Context) -> pb.HoldReply:
+        caller = current_caller()
+        caller.require_role(*HOLD_ROLES)
+        merchant_id = _merchant(caller, request.merchant_id, f"hold {request.hold_id}")
+        try:
+            reason = ReleaseReason(request.reason or ReleaseReason.CANCELLED.value)
+        except ValueError as error:
+            raise InvalidArgumentError("reason must be cancelled, expired or refunded") from error
+        if reason is ReleaseReason.UNACKNOWLEDGED:
+            raise InvalidArgumentError("reason must be cancelled, expired or refunded")
+        state = await self._flash_sales.release(merchant_id, request.hold_id, reason)
+        return pb.HoldReply(hold_id=request.hold_id, state=state.value)
+
+    async def GetStock(self, request: pb.GetStockRequest, context: Context) -> pb.StockLevel:
+        caller = current_caller()
+        caller.require_role(*READ_ROLES)
+        merchant_id = _merchant(caller, request.merchant_id, f"SKU {request.sku_id}")
         stock = await get_stock(merchant_id, request.sku_id, self._stock)
-        return inventory_pb2.StockLevel(
+        return pb.StockLevel(
             sku_id=stock.sku_id,
             merchant_id=stock.merchant_id,
             on_hand=stock.on_hand,
             version=stock.version,
         )
 
+    async def GetSale(self, request: pb.GetSaleRequest, context: Context) -> pb.SaleStatus:
+        caller = current_caller()
+        caller.require_role(*READ_ROLES)
+        merchant_id = _merchant(caller, request.merchant_id, f"sale {request.sale_id}")
+        return sale_status(await self._flash_sales.status(merchant_id, request.sale_id))
+
+    async def StreamStock(
+        self, request: pb.GetSaleRequest, context: Context
+    ) -> AsyncIterator[pb.SaleStatus]:
+        caller = current_caller()
+        caller.require_role(*READ_ROLES)
+        merchant_id = _merchant(caller, request.merchant_id, f"sale {request.sale_id}")
+        last: pb.SaleStatus | None = None
+        while True:
+            status = await self._flash_sales.status(merchant_id, request.sale_id)
+            message = sale_status(status)
+            if message != last:
+                yield message
+                last = message
+            if status.state == "ended" and status.held == 0:
+                return
+            await asyncio.sleep(self._stream_interval)
+
 
 async def serve_grpc(settings: InventorySettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
-    async with database(settings, SCHEMA_PACKAGES) as pool:
+    async with inventory(settings) as parts:
         servicer = InventoryServicer(
-            EventSourcedStockRepository(PostgresEventStore(pool, settings.service_name))
+            parts.stock, parts.flash_sales, settings.stream_stock_interval_seconds
         )
         server, _ = await start_grpc_server(
             service=settings.service_name,
@@ -49,7 +147,11 @@ async def serve_grpc(settings: InventorySettings, stop: asyncio.Event) -> None:
             register=lambda s: inventory_pb2_grpc.add_InventoryServiceServicer_to_server(
                 servicer, s
             ),
-            service_names=[inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name],
+            service_names=[pb.DESCRIPTOR.services_by_name["InventoryService"].full_name],
+        )
+        restocks = asyncio.create_task(
+            forget_sold_out_on_restock(parts.redis, parts.flash_sales.sold_out, stop)
         )
         await stop.wait()
         await server.stop(grace=5)
+        await restocks

@@ -47,8 +47,9 @@ class Seen:
         return caller
 
 
-class StockServicer(inventory_pb2_grpc.InventoryServiceServicer):
-    """Answers by SKU id: ``missing`` is not found, ``crash`` fails, ``abort`` aborts."""
+class StockServicer:
+    """GetStock answers by SKU id: ``missing`` is not found, ``crash`` fails, ``abort``
+    aborts. Registered as a generic handler so that only the method under test exists."""
 
     def __init__(self, seen: Seen) -> None:
         self._seen = seen
@@ -99,7 +100,15 @@ async def running() -> AsyncIterator[Server]:
     seen = Seen()
 
     def register(server: grpc.aio.Server) -> None:
-        inventory_pb2_grpc.add_InventoryServiceServicer_to_server(StockServicer(seen), server)
+        servicer = StockServicer(seen)
+        get_stock: Any = grpc.unary_unary_rpc_method_handler(
+            servicer.GetStock,
+            request_deserializer=inventory_pb2.GetStockRequest.FromString,
+            response_serializer=inventory_pb2.StockLevel.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(INVENTORY_SERVICE, {"GetStock": get_stock}),)
+        )
         server.add_generic_rpc_handlers((watch_handler(seen),))
 
     server, port = await start_grpc_server(

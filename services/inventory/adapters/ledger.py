@@ -1,0 +1,447 @@
+"""The durable side of flash sales: events plus the sale and hold tables they imply, written
+in one transaction, under the sale row's lock.
+
+Every writer of a sale's holds (the reservation group commit, confirm, release, the
+sweeper, closing, rebuilding Redis) locks the sale's ``flash_sales`` row first. That
+serialises them per sale, so the counters and the sale stream's version are exact, and a
+rebuild of Redis (which bumps the sale's ``epoch``) cannot interleave with a batch of holds
+decided against the Redis state it replaces: such holds carry the old epoch and are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import asyncpg
+
+from services.inventory.adapters import codec
+from services.inventory.adapters.repository import EventSourcedStockRepository
+from services.inventory.application.ports import DurableHold, PendingHold, StaleEpochError
+from services.inventory.domain.sale import (
+    FlashSale,
+    FlashSaleScheduled,
+    Hold,
+    HoldConflictError,
+    HoldEvent,
+    HoldState,
+    ReservationConfirmed,
+    ReservationReleased,
+    SaleNotFoundError,
+    SaleSoldOut,
+    StockReserved,
+)
+from services.inventory.domain.stock import (
+    AllocationReturned,
+    SkuStock,
+    StockAllocatedToSale,
+)
+from services.kit.db import Connection
+from services.kit.eventstore import EventStore, StreamAppend
+from services.kit.timers import schedule_timer
+
+SALE_END_TIMER = "inventory-sale-end"
+_HOLD_EVENTS = (StockReserved, ReservationConfirmed, ReservationReleased)
+
+
+@dataclass(frozen=True)
+class SaleCounters:
+    allocated: int
+    held: int
+    sold: int
+    returned: int
+    epoch: int
+    ended: bool
+    sale_version: int
+    soldout_seq: int
+
+    @property
+    def available(self) -> int:
+        return self.allocated - self.held - self.sold - self.returned
+
+
+_SALE_COLUMNS = """merchant_id, sale_id, sku_id, allocated, held, sold, returned, starts_at,
+    ends_at, per_user_limit, hold_ttl_seconds, buckets, ended, epoch, sale_version, soldout_seq"""
+
+
+def _sale_of(row: asyncpg.Record) -> FlashSale:
+    return FlashSale(
+        merchant_id=row["merchant_id"],
+        sale_id=row["sale_id"],
+        sku_id=row["sku_id"],
+        allocated=row["allocated"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        per_user_limit=row["per_user_limit"],
+        hold_ttl_seconds=row["hold_ttl_seconds"],
+        buckets=row["buckets"],
+        ended=row["ended"],
+        version=row["sale_version"],
+    )
+
+
+def _counters_of(row: asyncpg.Record) -> SaleCounters:
+    return SaleCounters(
+        allocated=row["allocated"],
+        held=row["held"],
+        sold=row["sold"],
+        returned=row["returned"],
+        epoch=row["epoch"],
+        ended=row["ended"],
+        sale_version=row["sale_version"],
+        soldout_seq=row["soldout_seq"],
+    )
+
+
+def _append(
+    stream_id: str,
+    kind: str,
+    merchant: str,
+    version: int,
+    events: Sequence[codec.DomainEvent],
+) -> StreamAppend:
+    return StreamAppend(
+        stream_id=stream_id,
+        aggregate_type=kind,
+        merchant_id=merchant,
+        expected_version=version,
+        events=[codec.encode(e) for e in events],
+    )
+
+
+class SaleLedger:
+    def __init__(self, pool: asyncpg.Pool, store: EventStore) -> None:
+        self._pool = pool
+        self.store = store
+        self.skus = EventSourcedStockRepository(store)
+
+    async def sale(self, merchant_id: str, sale_id: str) -> tuple[FlashSale, SaleCounters]:
+        row = await self._pool.fetchrow(
+            f"SELECT {_SALE_COLUMNS} FROM flash_sales WHERE merchant_id = $1 AND sale_id = $2",  # noqa: S608
+            merchant_id,
+            sale_id,
+        )
+        if row is None:
+            raise SaleNotFoundError(f"sale {sale_id} not found")
+        return _sale_of(row), _counters_of(row)
+
+    async def live_sales(self, now: datetime) -> list[FlashSale]:
+        """Sales that may still hold units: not ended, or ended with holds outstanding."""
+        rows = await self._pool.fetch(
+            f"SELECT {_SALE_COLUMNS} FROM flash_sales WHERE NOT ended OR held > 0"  # noqa: S608
+        )
+        return [_sale_of(r) for r in rows]
+
+    async def sales_due_to_end(self, now: datetime) -> list[FlashSale]:
+        rows = await self._pool.fetch(
+            f"SELECT {_SALE_COLUMNS} FROM flash_sales WHERE NOT ended AND ends_at <= $1",  # noqa: S608
+            now,
+        )
+        return [_sale_of(r) for r in rows]
+
+    async def hold(self, merchant_id: str, hold_id: str) -> Hold:
+        stored = await self.store.read_stream(Hold.stream_id(merchant_id, hold_id))
+        events = [codec.decode(e) for e in stored]
+        return Hold.replay(merchant_id, hold_id, [e for e in events if isinstance(e, _HOLD_EVENTS)])
+
+    async def sku(self, merchant_id: str, sku_id: str) -> SkuStock:
+        return await self.skus.load(merchant_id, sku_id)
+
+    async def schedule(
+        self, sku: SkuStock, allocated: StockAllocatedToSale, scheduled: FlashSaleScheduled
+    ) -> None:
+        """The SKU gives units to a new sale: both streams, the sale row, the end timer."""
+        merchant = sku.merchant_id
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self.store.append(
+                [
+                    _append(
+                        SkuStock.stream_id(merchant, sku.sku_id),
+                        codec.AGGREGATE_SKU,
+                        merchant,
+                        sku.version,
+                        [allocated],
+                    ),
+                    _append(
+                        FlashSale.stream_id(merchant, scheduled.sale_id),
+                        codec.AGGREGATE_SALE,
+                        merchant,
+                        0,
+                        [scheduled],
+                    ),
+                ],
+                conn=conn,
+            )
+            await conn.execute(
+                "INSERT INTO flash_sales (merchant_id, sale_id, sku_id, allocated, starts_at,"
+                " ends_at, per_user_limit, hold_ttl_seconds, buckets, sale_version)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)",
+                merchant,
+                scheduled.sale_id,
+                scheduled.sku_id,
+                scheduled.allocated,
+                scheduled.starts_at,
+                scheduled.ends_at,
+                scheduled.per_user_limit,
+                scheduled.hold_ttl_seconds,
+                scheduled.buckets,
+            )
+            await schedule_timer(
+                conn,
+                kind=SALE_END_TIMER,
+                key=f"{merchant}:{scheduled.sale_id}",
+                due_at=scheduled.ends_at,
+                merchant_id=merchant,
+                payload={"sale_id": scheduled.sale_id},
+            )
+
+    async def record_reservations(
+        self, pending: Sequence[PendingHold]
+    ) -> list[BaseException | None]:
+        """Group commit: many holds, one transaction. Per hold: None when durable, or the
+        reason it was refused (stale epoch, hold id taken, unknown sale)."""
+        results: list[BaseException | None] = [None] * len(pending)
+        async with self._pool.acquire() as conn, conn.transaction():
+            keys = sorted({(p.merchant_id, p.event.sale_id) for p in pending})
+            rows = await conn.fetch(
+                f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
+                " WHERE (merchant_id, sale_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+                " ORDER BY merchant_id, sale_id FOR UPDATE",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+            )
+            sales = {(r["merchant_id"], r["sale_id"]): (_sale_of(r), _counters_of(r)) for r in rows}
+            taken = {
+                (r["merchant_id"], r["hold_id"])
+                for r in await conn.fetch(
+                    "SELECT merchant_id, hold_id FROM flash_holds WHERE (merchant_id, hold_id)"
+                    " IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                    [p.merchant_id for p in pending],
+                    [p.event.hold_id for p in pending],
+                )
+            }
+            accepted: list[PendingHold] = []
+            seen: set[tuple[str, str]] = set()
+            for index, item in enumerate(pending):
+                key = (item.merchant_id, item.event.sale_id)
+                hold_key = (item.merchant_id, item.event.hold_id)
+                if key not in sales:
+                    results[index] = SaleNotFoundError(f"sale {item.event.sale_id} not found")
+                elif sales[key][1].epoch != item.event.epoch:
+                    results[index] = StaleEpochError("the sale's stock was rebuilt; retry")
+                elif hold_key in taken or hold_key in seen:
+                    results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
+                else:
+                    accepted.append(item)
+                    seen.add(hold_key)
+            if not accepted:
+                return results
+            appends = [
+                _append(
+                    Hold.stream_id(p.merchant_id, p.event.hold_id),
+                    codec.AGGREGATE_HOLD,
+                    p.merchant_id,
+                    0,
+                    [p.event],
+                )
+                for p in accepted
+            ]
+            held: dict[tuple[str, str], int] = {}
+            for item in accepted:
+                key = (item.merchant_id, item.event.sale_id)
+                held[key] = held.get(key, 0) + item.event.quantity
+            updates = []
+            for key, quantity in held.items():
+                sale, counters = sales[key]
+                after = replace(counters, held=counters.held + quantity)
+                if counters.available > 0 and after.available == 0:
+                    after = replace(
+                        after,
+                        soldout_seq=after.soldout_seq + 1,
+                        sale_version=after.sale_version + 1,
+                    )
+                    appends.append(
+                        _append(
+                            FlashSale.stream_id(*key),
+                            codec.AGGREGATE_SALE,
+                            key[0],
+                            counters.sale_version,
+                            [SaleSoldOut(sale.sale_id, sale.sku_id, after.soldout_seq)],
+                        )
+                    )
+                updates.append((key, after))
+            await self.store.append(appends, conn=conn)
+            await conn.executemany(
+                "INSERT INTO flash_holds (merchant_id, hold_id, sale_id, user_id, quantity, state,"
+                " expires_at, bucket, home_bucket, epoch)"
+                " VALUES ($1, $2, $3, $4, $5, 'held', $6, $7, $8, $9)",
+                [
+                    (
+                        p.merchant_id,
+                        p.event.hold_id,
+                        p.event.sale_id,
+                        p.event.user_id,
+                        p.event.quantity,
+                        p.event.expires_at,
+                        p.event.bucket,
+                        p.event.home_bucket,
+                        p.event.epoch,
+                    )
+                    for p in accepted
+                ],
+            )
+            for (merchant, sale_id), after in updates:
+                await _save_counters(conn, merchant, sale_id, after)
+        return results
+
+    @asynccontextmanager
+    async def locked_sale(self, merchant_id: str, sale_id: str) -> AsyncIterator[SaleTransaction]:
+        """A transaction holding the sale's row lock: every non-batch writer goes through it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
+                " WHERE merchant_id = $1 AND sale_id = $2 FOR UPDATE",
+                merchant_id,
+                sale_id,
+            )
+            if row is None:
+                raise SaleNotFoundError(f"sale {sale_id} not found")
+            transaction = SaleTransaction(self, conn, _sale_of(row), _counters_of(row))
+            yield transaction
+            await transaction.flush()
+
+
+async def _save_counters(
+    conn: Connection, merchant: str, sale_id: str, counters: SaleCounters
+) -> None:
+    await conn.execute(
+        "UPDATE flash_sales SET held = $3, sold = $4, returned = $5, ended = $6, epoch = $7,"
+        " sale_version = $8, soldout_seq = $9 WHERE merchant_id = $1 AND sale_id = $2",
+        merchant,
+        sale_id,
+        counters.held,
+        counters.sold,
+        counters.returned,
+        counters.ended,
+        counters.epoch,
+        counters.sale_version,
+        counters.soldout_seq,
+    )
+
+
+class SaleTransaction:
+    """What may be done to a sale while its row is locked; written at once at the end."""
+
+    def __init__(
+        self, ledger: SaleLedger, conn: Connection, sale: FlashSale, counters: SaleCounters
+    ) -> None:
+        self._ledger = ledger
+        self._conn = conn
+        self.sale = sale
+        self.counters = counters
+        self._appends: list[StreamAppend] = []
+        self._hold_states: list[tuple[str, str]] = []
+        self._sku: SkuStock | None = None
+        self._sku_events: list[AllocationReturned] = []
+
+    async def hold(self, hold_id: str) -> Hold:
+        return await self._ledger.hold(self.sale.merchant_id, hold_id)
+
+    async def durable_holds(self) -> list[DurableHold]:
+        rows = await self._conn.fetch(
+            "SELECT hold_id, user_id, quantity, state, expires_at, bucket, home_bucket"
+            " FROM flash_holds WHERE merchant_id = $1 AND sale_id = $2",
+            self.sale.merchant_id,
+            self.sale.sale_id,
+        )
+        return [DurableHold(**dict(r)) for r in rows]
+
+    def bump_epoch(self) -> int:
+        self.counters = replace(self.counters, epoch=self.counters.epoch + 1)
+        return self.counters.epoch
+
+    def confirm(self, hold: Hold, event: ReservationConfirmed) -> None:
+        self._hold_event(hold, event, "confirmed")
+        self.counters = replace(
+            self.counters,
+            held=self.counters.held - hold.quantity,
+            sold=self.counters.sold + hold.quantity,
+        )
+
+    async def release(self, hold: Hold, event: ReservationReleased) -> None:
+        self._hold_event(hold, event, "returned" if event.returned_to_sku else "released")
+        held, sold, returned = self.counters.held, self.counters.sold, self.counters.returned
+        if hold.state is HoldState.CONFIRMED:
+            sold -= hold.quantity
+        else:
+            held -= hold.quantity
+        if event.returned_to_sku:
+            returned += hold.quantity
+            await self._return_to_sku(hold.quantity)
+        self.counters = replace(self.counters, held=held, sold=sold, returned=returned)
+
+    async def end(self, unsold: int) -> None:
+        event = self.sale.end(unsold)
+        merchant, sale_id = self.sale.merchant_id, self.sale.sale_id
+        self._appends.append(
+            _append(
+                FlashSale.stream_id(merchant, sale_id),
+                codec.AGGREGATE_SALE,
+                merchant,
+                self.counters.sale_version,
+                [event],
+            )
+        )
+        if unsold:
+            await self._return_to_sku(unsold)
+        self.counters = replace(
+            self.counters,
+            ended=True,
+            returned=self.counters.returned + unsold,
+            sale_version=self.counters.sale_version + 1,
+        )
+
+    def _hold_event(self, hold: Hold, event: HoldEvent, state: str) -> None:
+        merchant = self.sale.merchant_id
+        self._appends.append(
+            _append(
+                Hold.stream_id(merchant, hold.hold_id),
+                codec.AGGREGATE_HOLD,
+                merchant,
+                hold.version,
+                [event],
+            )
+        )
+        self._hold_states.append((hold.hold_id, state))
+
+    async def _return_to_sku(self, quantity: int) -> None:
+        if self._sku is None:
+            self._sku = await self._ledger.sku(self.sale.merchant_id, self.sale.sku_id)
+        on_hand = self._sku.on_hand + sum(e.quantity for e in self._sku_events)
+        self._sku_events.append(self._sku.take_back(self.sale.sale_id, quantity))
+        self._sku_events[-1] = replace(self._sku_events[-1], on_hand_after=on_hand + quantity)
+
+    async def flush(self) -> None:
+        appends = list(self._appends)
+        if self._sku is not None and self._sku_events:
+            appends.append(
+                _append(
+                    SkuStock.stream_id(self._sku.merchant_id, self._sku.sku_id),
+                    codec.AGGREGATE_SKU,
+                    self._sku.merchant_id,
+                    self._sku.version,
+                    self._sku_events,
+                )
+            )
+        if appends:
+            await self._ledger.store.append(appends, conn=self._conn)
+        for hold_id, state in self._hold_states:
+            await self._conn.execute(
+                "UPDATE flash_holds SET state = $3 WHERE merchant_id = $1 AND hold_id = $2",
+                self.sale.merchant_id,
+                hold_id,
+                state,
+            )
+        await _save_counters(self._conn, self.sale.merchant_id, self.sale.sale_id, self.counters)

@@ -1,0 +1,386 @@
+"""Flash-sale stock in Redis: the scripts in lua/ decide, this module routes and parses.
+
+Each sale is split into ``buckets`` (1 by default); every key of one bucket shares the hash
+tag ``{fs:<merchant>:<sale>:<bucket>}``, so a bucket lives on one Redis Cluster slot and a
+script touches one slot only. A buyer's home bucket (crc32 of the user id) keeps their count
+against the per-user limit; when it runs dry, their hold spills to another bucket.
+Scripts are registered once and called by SHA (redis-py reloads them on NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from services.inventory.application.ports import (
+    Decision,
+    DurableHold,
+    HoldRecord,
+    Released,
+    SaleSnapshot,
+)
+from services.inventory.domain.sale import FlashSale, ReserveStock
+
+RESTOCK_CHANNEL = "inventory:restock"
+
+
+def _script_source(name: str) -> str:
+    return resources.files("services.inventory.adapters").joinpath("lua", f"{name}.lua").read_text()
+
+
+def home_bucket(user_id: str, buckets: int) -> int:
+    return zlib.crc32(user_id.encode()) % buckets
+
+
+def bucket_shares(allocated: int, buckets: int) -> list[int]:
+    """Split the allocation as evenly as possible; the first buckets take the remainder."""
+    base, extra = divmod(allocated, buckets)
+    return [base + (1 if b < extra else 0) for b in range(buckets)]
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class BucketKeys:
+    merchant_id: str
+    sale_id: str
+    bucket: int
+
+    @property
+    def tag(self) -> str:
+        return f"{{fs:{self.merchant_id}:{self.sale_id}:{self.bucket}}}"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.tag}:meta"
+
+    @property
+    def stock(self) -> str:
+        return f"{self.tag}:stock"
+
+    @property
+    def users(self) -> str:
+        return f"{self.tag}:users"
+
+    @property
+    def holds(self) -> str:
+        return f"{self.tag}:holds"
+
+    @property
+    def expiry(self) -> str:
+        return f"{self.tag}:expiry"
+
+    @property
+    def all(self) -> list[str]:
+        return [self.meta, self.stock, self.users, self.holds, self.expiry]
+
+
+def keys_of(sale: FlashSale, bucket: int) -> BucketKeys:
+    return BucketKeys(sale.merchant_id, sale.sale_id, bucket)
+
+
+def parse_record(raw: str) -> HoldRecord:
+    """A hold record as reserve.lua writes it: user|quantity|expiry|state|bucket|home|epoch."""
+    user, quantity, expiry, state, bucket, home, epoch = raw.split("|")
+    return HoldRecord(user, int(quantity), int(expiry), state, int(bucket), int(home), int(epoch))
+
+
+def render_record(record: HoldRecord) -> str:
+    return "|".join(
+        str(v)
+        for v in (
+            record.user_id,
+            record.quantity,
+            record.expiry_ms,
+            record.state,
+            record.bucket,
+            record.home_bucket,
+            record.epoch,
+        )
+    )
+
+
+def _mapping(values: Mapping[str, Any]) -> dict[Any, Any]:
+    return dict(values)
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+class RedisFlashStock:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(_script_source(name))
+            for name in (
+                "reserve",
+                "take",
+                "settle",
+                "confirm",
+                "release",
+                "release_quota",
+                "close",
+            )
+        }
+
+    async def reserve_many(
+        self, requests: Sequence[tuple[FlashSale, ReserveStock]], now_ms: int
+    ) -> list[Decision]:
+        """Decide many reservations in one round trip (a pipeline of script calls)."""
+        pipe = self._redis.pipeline(transaction=False)
+        homes: list[int] = []
+        for sale, command in requests:
+            home = home_bucket(command.user_id, sale.buckets)
+            homes.append(home)
+            keys = keys_of(sale, home)
+            await self._scripts["reserve"](
+                keys=keys.all,
+                args=[
+                    command.hold_id,
+                    command.user_id,
+                    command.quantity,
+                    now_ms,
+                    home,
+                    sale.buckets,
+                ],
+                client=pipe,
+            )
+        replies = await pipe.execute(raise_on_error=True)
+        decisions: list[Decision] = []
+        for (sale, command), home, reply in zip(requests, homes, replies, strict=True):
+            decision = self._parse_reserve(reply, home)
+            if decision.outcome == "SPILL":
+                decision = await self._spill(sale, command, decision, now_ms)
+            decisions.append(decision)
+        return decisions
+
+    @staticmethod
+    def _parse_reserve(reply: list[Any], home: int) -> Decision:
+        outcome = str(reply[0])
+        if outcome in ("OK", "SPILL"):
+            return Decision(
+                outcome,
+                expiry_ms=_int(reply[1]),
+                remaining=_int(reply[2]),
+                epoch=_int(reply[3]),
+                bucket=home,
+                home_bucket=home,
+            )
+        if outcome == "DUP":
+            return Decision(outcome, existing=parse_record(str(reply[1])))
+        if outcome == "SOLD_OUT":
+            return Decision(outcome, remaining=_int(reply[1]))
+        if outcome == "LIMIT":
+            return Decision(outcome, limit=_int(reply[2]))
+        if outcome == "BAD_QTY":
+            return Decision(outcome, limit=_int(reply[1]))
+        return Decision(outcome)
+
+    async def _spill(
+        self, sale: FlashSale, command: ReserveStock, pending: Decision, now_ms: int
+    ) -> Decision:
+        home = pending.home_bucket
+        home_keys = keys_of(sale, home)
+        for offset in range(1, sale.buckets):
+            bucket = (home + offset) % sale.buckets
+            keys = keys_of(sale, bucket)
+            reply = await self._scripts["take"](
+                keys=[keys.meta, keys.stock, keys.holds, keys.expiry],
+                args=[
+                    command.hold_id,
+                    command.user_id,
+                    command.quantity,
+                    pending.expiry_ms,
+                    bucket,
+                    home,
+                    now_ms,
+                ],
+            )
+            if reply[0] == "OK":
+                await self._scripts["settle"](
+                    keys=[home_keys.users, home_keys.holds, home_keys.expiry],
+                    args=[command.hold_id, bucket],
+                )
+                return Decision(
+                    "OK",
+                    expiry_ms=pending.expiry_ms,
+                    remaining=_int(reply[1]),
+                    epoch=pending.epoch,
+                    bucket=bucket,
+                    home_bucket=home,
+                )
+            if reply[0] in ("CLOSED", "NOSALE"):
+                break
+        await self._scripts["settle"](
+            keys=[home_keys.users, home_keys.holds, home_keys.expiry], args=[command.hold_id, -1]
+        )
+        return Decision("SOLD_OUT")
+
+    async def confirm(self, sale: FlashSale, hold_id: str, bucket: int) -> str:
+        keys = keys_of(sale, bucket)
+        reply = await self._scripts["confirm"](keys=[keys.holds, keys.expiry], args=[hold_id])
+        return str(reply[0])
+
+    async def release(
+        self,
+        sale: FlashSale,
+        hold_id: str,
+        bucket: int,
+        home: int,
+        now_ms: int,
+        *,
+        only_if_expired: bool,
+    ) -> Released:
+        keys = keys_of(sale, bucket)
+        same_home = bucket == home
+        reply = await self._scripts["release"](
+            keys=[keys.meta, keys.stock, keys.holds, keys.expiry, keys.users],
+            args=[
+                hold_id,
+                now_ms,
+                int(only_if_expired),
+                int(same_home),
+                RESTOCK_CHANNEL,
+                f"{sale.merchant_id}:{sale.sale_id}",
+            ],
+        )
+        outcome = str(reply[0])
+        if outcome == "ALREADY":
+            return Released(outcome, quantity=_int(reply[1]), returned_to_sku=_int(reply[2]) == 1)
+        if outcome != "OK":
+            return Released(outcome)
+        if not same_home:
+            home_keys = keys_of(sale, home)
+            await self._scripts["release_quota"](
+                keys=[home_keys.users, home_keys.holds], args=[hold_id]
+            )
+        return Released(outcome, quantity=_int(reply[1]), returned_to_sku=_int(reply[2]) == 1)
+
+    async def close(self, sale: FlashSale) -> int:
+        """Close every bucket; the units that were still available (idempotent)."""
+        left = 0
+        for bucket in range(sale.buckets):
+            keys = keys_of(sale, bucket)
+            left += _int(await self._scripts["close"](keys=[keys.meta, keys.stock]))
+        return left
+
+    async def expired(self, sale: FlashSale, bucket: int, now_ms: int, limit: int) -> list[str]:
+        found = await self._redis.zrangebyscore(
+            keys_of(sale, bucket).expiry, "-inf", now_ms, start=0, num=limit
+        )
+        return [str(hold_id) for hold_id in found]
+
+    async def forget_pending(self, sale: FlashSale, bucket: int, hold_id: str) -> None:
+        """Drop a spill that never settled (its process died mid-way): quota back."""
+        keys = keys_of(sale, bucket)
+        await self._scripts["settle"](
+            keys=[keys.users, keys.holds, keys.expiry], args=[hold_id, -1]
+        )
+
+    async def announce_restock(self, sale: FlashSale) -> None:
+        await self._redis.publish(RESTOCK_CHANNEL, f"{sale.merchant_id}:{sale.sale_id}")
+
+    async def record(self, sale: FlashSale, bucket: int, hold_id: str) -> HoldRecord | None:
+        raw = await self._redis.hget(keys_of(sale, bucket).holds, hold_id)
+        return parse_record(str(raw)) if raw else None
+
+    async def exists(self, sale: FlashSale) -> bool:
+        for bucket in range(sale.buckets):
+            if not await self._redis.exists(keys_of(sale, bucket).meta):
+                return False
+        return True
+
+    async def load(
+        self, sale: FlashSale, epoch: int, holds: Sequence[DurableHold], closed: bool
+    ) -> None:
+        """Write the sale's state, bucket by bucket, from what the event store holds."""
+        shares = bucket_shares(sale.allocated, sale.buckets)
+        for bucket in range(sale.buckets):
+            keys = keys_of(sale, bucket)
+            in_bucket = [h for h in holds if h.bucket == bucket]
+            taken = sum(
+                h.quantity for h in in_bucket if h.state in ("held", "confirmed", "returned")
+            )
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(*keys.all)
+            pipe.hset(
+                keys.meta,
+                mapping={
+                    "start": epoch_ms(sale.starts_at),
+                    "end": epoch_ms(sale.ends_at),
+                    "limit": sale.per_user_limit,
+                    "ttl": sale.hold_ttl_seconds * 1000,
+                    "closed": 1 if closed else 0,
+                    "closed_left": 0,
+                    "epoch": epoch,
+                    "buckets": sale.buckets,
+                },
+            )
+            pipe.set(keys.stock, 0 if closed else shares[bucket] - taken)
+            users: Counter[str] = Counter()
+            for hold in holds:
+                if hold.home_bucket == bucket and hold.state in ("held", "confirmed"):
+                    users[hold.user_id] += hold.quantity
+            if users:
+                pipe.hset(keys.users, mapping=_mapping(users))
+            records: dict[str, str] = {}
+            for hold in holds:
+                if hold.state not in ("held", "confirmed"):
+                    continue
+                if hold.bucket != bucket and hold.home_bucket != bucket:
+                    continue
+                records[hold.hold_id] = render_record(
+                    HoldRecord(
+                        hold.user_id,
+                        hold.quantity,
+                        epoch_ms(hold.expires_at),
+                        "H" if hold.state == "held" else "S",
+                        hold.bucket,
+                        hold.home_bucket,
+                        epoch,
+                    )
+                )
+            if records:
+                pipe.hset(keys.holds, mapping=_mapping(records))
+            expiring = {h.hold_id: epoch_ms(h.expires_at) for h in in_bucket if h.state == "held"}
+            if expiring:
+                pipe.zadd(keys.expiry, expiring)
+            await pipe.execute()
+
+    async def forget(self, sale: FlashSale) -> None:
+        for bucket in range(sale.buckets):
+            await self._redis.delete(*keys_of(sale, bucket).all)
+
+    async def snapshot(self, sale: FlashSale) -> SaleSnapshot:
+        snapshot = SaleSnapshot(exists=True)
+        for bucket in range(sale.buckets):
+            keys = keys_of(sale, bucket)
+            meta = await self._redis.hgetall(keys.meta)
+            if not meta:
+                return SaleSnapshot(exists=False)
+            snapshot.epoch = int(meta["epoch"])
+            snapshot.closed = snapshot.closed or meta.get("closed") == "1"
+            snapshot.available += _int(await self._redis.get(keys.stock))
+            for user, count in (await self._redis.hgetall(keys.users)).items():
+                snapshot.users[str(user)] += int(count)
+            for raw in (await self._redis.hgetall(keys.holds)).values():
+                record = parse_record(str(raw))
+                if record.bucket != bucket:
+                    continue  # a home bucket's pointer to units held elsewhere
+                if record.state == "H":
+                    snapshot.held += record.quantity
+                elif record.state == "S":
+                    snapshot.sold += record.quantity
+        snapshot.users = +snapshot.users
+        return snapshot

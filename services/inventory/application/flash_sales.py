@@ -1,0 +1,529 @@
+"""Flash-sale use cases: schedule, reserve (the hot path), confirm, release, end, and the
+housekeeping that keeps Redis and the event store in agreement (sweep, rebuild, reconcile).
+
+The reserve path: validate; answer "sold out" from this process's memory when it knows;
+otherwise let Redis decide (many requests, one pipeline), record the holds Redis granted
+(many holds, one transaction) and only then answer. A hold that could not be recorded is
+given back in Redis before the error is returned: the buyer is never told "yours" for a
+hold that is not durable, and no unit stays taken for a hold nobody was told about.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.inventory.application.ports import (
+    Counters,
+    Decision,
+    DurableHold,
+    FlashStock,
+    LockedSale,
+    PendingHold,
+    SaleRecords,
+    SaleSnapshot,
+    StaleEpochError,
+)
+from services.inventory.domain.sale import (
+    AllocateToSale,
+    FlashSale,
+    HoldConflictError,
+    HoldNotFoundError,
+    HoldReleasedError,
+    HoldState,
+    PerUserLimitError,
+    ReleaseReason,
+    ReserveStock,
+    SaleExistsError,
+    SaleNotFoundError,
+    SaleNotOpenError,
+    StockReserved,
+)
+from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError, validate_id
+from services.kit.batching import MicroBatcher
+from services.kit.errors import KitError, UnavailableError
+from services.kit.eventstore import retry_on_conflict, utcnow
+from services.kit.logging import get_logger
+from services.kit.tenancy import validate_merchant_id
+
+log = get_logger(__name__)
+
+RESERVATIONS = Counter(
+    "livecommerce_inventory_reservations_total", "Reserve answers by outcome", ["outcome"]
+)
+BATCH_SIZE = Histogram(
+    "livecommerce_inventory_batch_size",
+    "Reservations per Redis pipeline and per group commit",
+    ["stage"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+RELEASED = Counter(
+    "livecommerce_inventory_holds_released_total", "Holds released, by reason", ["reason"]
+)
+DRIFT = Gauge(
+    "livecommerce_inventory_reconcile_drift",
+    "Units by which Redis and the event store disagree, per sale and figure",
+    ["sale", "figure"],
+)
+REBUILDS = Counter("livecommerce_inventory_rebuilds_total", "Sales rebuilt in Redis from events")
+
+
+def _from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    hold_id: str
+    reserved: bool
+    expires_at: datetime | None = None
+    remaining: int = 0
+
+
+@dataclass(frozen=True)
+class SaleStatus:
+    sale: FlashSale
+    state: str
+    allocated: int
+    available: int
+    held: int
+    sold: int
+    returned: int
+
+
+@dataclass(frozen=True)
+class Drift:
+    merchant_id: str
+    sale_id: str
+    figure: str
+    redis: int
+    store: int
+
+
+class SoldOutMemory:
+    """Per-process memory that a sale is sold out, so that answer costs no Redis round trip.
+    Forgotten when a restock is announced (Redis pub/sub) and after ``ttl`` seconds at most,
+    so a lost announcement delays a sale's reopening by ``ttl`` at worst, never oversells."""
+
+    def __init__(self, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._until: dict[tuple[str, str], float] = {}
+
+    def remember(self, merchant_id: str, sale_id: str) -> None:
+        self._until[(merchant_id, sale_id)] = self._clock() + self._ttl
+
+    def forget(self, merchant_id: str, sale_id: str) -> None:
+        self._until.pop((merchant_id, sale_id), None)
+
+    def knows(self, merchant_id: str, sale_id: str) -> bool:
+        until = self._until.get((merchant_id, sale_id))
+        if until is None:
+            return False
+        if self._clock() >= until:
+            del self._until[(merchant_id, sale_id)]
+            return False
+        return True
+
+
+class FlashSales:
+    def __init__(
+        self,
+        records: SaleRecords,
+        stock: FlashStock,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        max_batch: int = 256,
+        sold_out_ttl: float = 1.0,
+    ) -> None:
+        self._records = records
+        self._stock = stock
+        self._clock = clock
+        self.sold_out = SoldOutMemory(sold_out_ttl)
+        self._catalog: dict[tuple[str, str], FlashSale] = {}
+        self._deciding: MicroBatcher[tuple[FlashSale, ReserveStock], Decision] = MicroBatcher(
+            self._decide, max_batch=max_batch, max_in_flight=2
+        )
+        self._recording: MicroBatcher[PendingHold, None] = MicroBatcher(
+            self._record, max_batch=max_batch, max_in_flight=1
+        )
+
+    # -- the hot path -------------------------------------------------------------------
+
+    async def reserve(self, command: ReserveStock) -> Reservation:
+        command = command.validated()
+        merchant, sale_id = command.merchant_id, command.sale_id
+        if self.sold_out.knows(merchant, sale_id):
+            RESERVATIONS.labels("sold_out_remembered").inc()
+            return Reservation(command.hold_id, reserved=False)
+        sale = await self._sale(merchant, sale_id)
+        for _ in range(3):
+            decision = await self._deciding.submit((sale, command))
+            outcome = decision.outcome
+            if outcome == "OK":
+                try:
+                    return await self._make_durable(sale, command, decision)
+                except _Retry:
+                    continue
+            if outcome == "NOSALE":
+                await self.rebuild(sale)
+                continue
+            RESERVATIONS.labels(outcome.lower()).inc()
+            if outcome == "SOLD_OUT":
+                self.sold_out.remember(merchant, sale_id)
+                return Reservation(command.hold_id, reserved=False, remaining=decision.remaining)
+            if outcome == "DUP":
+                return await self._repeat(command, decision)
+            raise _refusal(outcome, decision)
+        raise UnavailableError("the sale's stock is being rebuilt; retry")
+
+    async def _decide(self, batch: Sequence[tuple[FlashSale, ReserveStock]]) -> list[Decision]:
+        BATCH_SIZE.labels("redis").observe(len(batch))
+        return await self._stock.reserve_many(batch, _ms(self._clock()))
+
+    async def _record(self, batch: Sequence[PendingHold]) -> list[BaseException | None]:
+        BATCH_SIZE.labels("append").observe(len(batch))
+        return await self._records.record_reservations(batch)
+
+    async def _make_durable(
+        self, sale: FlashSale, command: ReserveStock, decision: Decision
+    ) -> Reservation:
+        event = StockReserved(
+            hold_id=command.hold_id,
+            sale_id=sale.sale_id,
+            sku_id=sale.sku_id,
+            user_id=command.user_id,
+            quantity=command.quantity,
+            expires_at=_from_ms(decision.expiry_ms),
+            bucket=decision.bucket,
+            home_bucket=decision.home_bucket,
+            epoch=decision.epoch,
+        )
+        try:
+            await self._recording.submit(PendingHold(command.merchant_id, event))
+        except BaseException as error:
+            await self._give_back(sale, event)
+            if isinstance(error, StaleEpochError):
+                raise _Retry from error
+            if isinstance(error, KitError):
+                raise
+            log.error("hold not recorded; given back", hold_id=command.hold_id, error=repr(error))
+            raise UnavailableError(
+                "the hold could not be recorded; nothing was reserved"
+            ) from error
+        RESERVATIONS.labels("reserved").inc()
+        return Reservation(
+            command.hold_id,
+            reserved=True,
+            expires_at=event.expires_at,
+            remaining=decision.remaining,
+        )
+
+    async def _give_back(self, sale: FlashSale, event: StockReserved) -> None:
+        await self._stock.release(
+            sale,
+            event.hold_id,
+            event.bucket,
+            event.home_bucket,
+            _ms(self._clock()),
+            only_if_expired=False,
+        )
+        RELEASED.labels(ReleaseReason.UNACKNOWLEDGED.value).inc()
+
+    async def _repeat(self, command: ReserveStock, decision: Decision) -> Reservation:
+        """The same hold id again: the same answer if the content is the same."""
+        existing = decision.existing
+        if (
+            existing is None
+            or existing.user_id != command.user_id
+            or existing.quantity != command.quantity
+        ):
+            raise HoldConflictError(f"hold {command.hold_id} exists with other content")
+        hold = await self._records.hold(command.merchant_id, command.hold_id)
+        if not hold.exists:
+            raise UnavailableError(f"hold {command.hold_id} is being recorded; retry")
+        if hold.state is HoldState.RELEASED:
+            raise HoldReleasedError(f"hold {command.hold_id} was released")
+        return Reservation(command.hold_id, reserved=True, expires_at=hold.expires_at)
+
+    async def _sale(self, merchant_id: str, sale_id: str) -> FlashSale:
+        """The sale's routing facts (ids, buckets), which never change once scheduled."""
+        key = (merchant_id, sale_id)
+        sale = self._catalog.get(key)
+        if sale is None:
+            sale, _ = await self._records.sale(merchant_id, sale_id)
+            self._catalog[key] = sale
+        return sale
+
+    # -- confirm and release --------------------------------------------------------------
+
+    async def confirm(self, merchant_id: str, hold_id: str) -> HoldState:
+        sale_id = await self._sale_of_hold(merchant_id, hold_id)
+
+        async def attempt() -> HoldState:
+            async with self._records.locked_sale(merchant_id, sale_id) as locked:
+                hold = await locked.hold(hold_id)
+                event = hold.confirm()
+                if event is None:
+                    return HoldState.CONFIRMED
+                outcome = await self._stock.confirm(locked.sale, hold_id, hold.bucket)
+                if outcome == "NOHOLD":
+                    await self._rebuild_locked(locked, force=True)
+                    outcome = await self._stock.confirm(locked.sale, hold_id, hold.bucket)
+                if outcome == "RELEASED":
+                    await self._record_release(locked, hold_id, ReleaseReason.EXPIRED)
+                    return HoldState.RELEASED
+                locked.confirm(hold, event)
+                return HoldState.CONFIRMED
+
+        state = await retry_on_conflict(attempt)
+        if state is HoldState.RELEASED:
+            raise HoldReleasedError(f"hold {hold_id} had expired; it cannot be paid")
+        return state
+
+    async def release(
+        self,
+        merchant_id: str,
+        hold_id: str,
+        reason: ReleaseReason,
+        *,
+        only_if_expired: bool = False,
+    ) -> HoldState:
+        sale_id = await self._sale_of_hold(merchant_id, hold_id)
+
+        async def attempt() -> HoldState:
+            async with self._records.locked_sale(merchant_id, sale_id) as locked:
+                return await self._record_release(locked, hold_id, reason, only_if_expired)
+
+        return await retry_on_conflict(attempt)
+
+    async def _record_release(
+        self,
+        locked: LockedSale,
+        hold_id: str,
+        reason: ReleaseReason,
+        only_if_expired: bool = False,
+    ) -> HoldState:
+        hold = await locked.hold(hold_id)
+        if hold.state is HoldState.RELEASED:
+            return HoldState.RELEASED
+        if only_if_expired and hold.state is not HoldState.HELD:
+            await self._stock.confirm(locked.sale, hold_id, hold.bucket)  # Redis was behind
+            return hold.state
+        now_ms = _ms(self._clock())
+        released = await self._stock.release(
+            locked.sale,
+            hold_id,
+            hold.bucket,
+            hold.home_bucket,
+            now_ms,
+            only_if_expired=only_if_expired,
+        )
+        if released.outcome == "NOHOLD":
+            await self._rebuild_locked(locked, force=True)
+            released = await self._stock.release(
+                locked.sale,
+                hold_id,
+                hold.bucket,
+                hold.home_bucket,
+                now_ms,
+                only_if_expired=only_if_expired,
+            )
+        if released.outcome not in ("OK", "ALREADY"):
+            return hold.state
+        event = hold.release(reason, released.returned_to_sku)
+        assert event is not None
+        await locked.release(hold, event)
+        RELEASED.labels(reason.value).inc()
+        return HoldState.RELEASED
+
+    async def _sale_of_hold(self, merchant_id: str, hold_id: str) -> str:
+        validate_merchant_id(merchant_id)
+        validate_id(hold_id, "hold id")
+        hold = await self._records.hold(merchant_id, hold_id)
+        if not hold.exists:
+            raise HoldNotFoundError(f"hold {hold_id} not found")
+        return hold.sale_id
+
+    # -- the sale's life ------------------------------------------------------------------
+
+    async def schedule(self, command: AllocateToSale) -> FlashSale:
+        validate_merchant_id(command.merchant_id)
+        validate_id(command.sale_id, "sale id")
+        validate_id(command.sku_id, "SKU id")
+
+        async def attempt() -> FlashSale:
+            try:
+                await self._records.sale(command.merchant_id, command.sale_id)
+            except SaleNotFoundError:
+                pass
+            else:
+                raise SaleExistsError(f"sale {command.sale_id} already exists")
+            sku = await self._records.sku(command.merchant_id, command.sku_id)
+            if sku.version == 0:
+                raise SkuNotFoundError(f"SKU {command.sku_id} not found")
+            sale = FlashSale(merchant_id=command.merchant_id, sale_id=command.sale_id)
+            scheduled = sale.schedule(command, self._clock())
+            allocated = sku.allocate(command.sale_id, command.quantity)
+            await self._records.schedule(sku, allocated, scheduled)
+            return sale.apply(scheduled)
+
+        sale = await retry_on_conflict(attempt)
+        await self.rebuild(sale, force=True)
+        return sale
+
+    async def end(self, merchant_id: str, sale_id: str) -> SaleStatus:
+        async def attempt() -> None:
+            async with self._records.locked_sale(merchant_id, sale_id) as locked:
+                if locked.counters.ended:
+                    return
+                if not await self._stock.exists(locked.sale):
+                    await self._rebuild_locked(locked, force=True)
+                await locked.end(await self._stock.close(locked.sale))
+
+        await retry_on_conflict(attempt)
+        self._catalog.pop((merchant_id, sale_id), None)
+        return await self.status(merchant_id, sale_id)
+
+    async def status(self, merchant_id: str, sale_id: str) -> SaleStatus:
+        sale, counters = await self._records.sale(merchant_id, sale_id)
+        now = self._clock()
+        state = "ended" if counters.ended else sale.state(now).value
+        return SaleStatus(
+            sale=sale,
+            state=state,
+            allocated=counters.allocated,
+            available=counters.available,
+            held=counters.held,
+            sold=counters.sold,
+            returned=counters.returned,
+        )
+
+    # -- keeping Redis and the store in agreement -------------------------------------------
+
+    async def rebuild(self, sale: FlashSale, *, force: bool = False) -> bool:
+        """Rebuild the sale in Redis from the event store; False if it was there already."""
+        async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
+            return await self._rebuild_locked(locked, force=force)
+
+    async def _rebuild_locked(self, locked: LockedSale, *, force: bool) -> bool:
+        if not force and await self._stock.exists(locked.sale):
+            return False
+        epoch = locked.bump_epoch()
+        holds = await locked.durable_holds()
+        await self._stock.load(locked.sale, epoch, holds, closed=locked.counters.ended)
+        await self._stock.announce_restock(locked.sale)
+        REBUILDS.inc()
+        log.info(
+            "sale rebuilt in redis", sale_id=locked.sale.sale_id, epoch=epoch, holds=len(holds)
+        )
+        return True
+
+    async def sweep(self, limit: int = 500) -> int:
+        """Release expired holds (any number of replicas may sweep at once); return how many."""
+        now = self._clock()
+        released = 0
+        for sale in await self._records.live_sales(now):
+            for bucket in range(sale.buckets):
+                for hold_id in await self._stock.expired(sale, bucket, _ms(now), limit):
+                    released += await self._expire(sale, bucket, hold_id, now)
+        return released
+
+    async def _expire(self, sale: FlashSale, bucket: int, hold_id: str, now: datetime) -> int:
+        record = await self._stock.record(sale, bucket, hold_id)
+        if record is not None and record.state == "P":
+            await self._stock.forget_pending(sale, bucket, hold_id)
+            return 0
+        hold = await self._records.hold(sale.merchant_id, hold_id)
+        if not hold.exists:
+            if record is not None:
+                # Redis granted it but it never became durable (the process died between):
+                # nobody was told; give the units back.
+                await self._stock.release(
+                    sale, hold_id, record.bucket, record.home_bucket, _ms(now), only_if_expired=True
+                )
+                RELEASED.labels(ReleaseReason.UNACKNOWLEDGED.value).inc()
+            return 0
+        state = await self.release(
+            sale.merchant_id, hold_id, ReleaseReason.EXPIRED, only_if_expired=True
+        )
+        return 1 if state is HoldState.RELEASED else 0
+
+    async def end_due(self) -> int:
+        ended = 0
+        for sale in await self._records.sales_due_to_end(self._clock()):
+            await self.end(sale.merchant_id, sale.sale_id)
+            ended += 1
+        return ended
+
+    async def reconcile(self, sales: Sequence[FlashSale] | None = None) -> list[Drift]:
+        """Compare Redis with the event store for the given sales (default: every live
+        sale) under each sale's lock; report and return every difference."""
+        drifts: list[Drift] = []
+        for sale in sales if sales is not None else await self._records.live_sales(self._clock()):
+            async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
+                snapshot = await self._stock.snapshot(locked.sale)
+                counters = locked.counters
+                durable = await locked.durable_holds()
+            found = _compare(sale, snapshot, counters, durable)
+            for figure in ("available", "held", "sold", "users", "epoch"):
+                drift = next((d for d in found if d.figure == figure), None)
+                DRIFT.labels(f"{sale.merchant_id}:{sale.sale_id}", figure).set(
+                    abs(drift.redis - drift.store) if drift else 0
+                )
+            for drift in found:
+                log.warning("inventory drift", **drift.__dict__)
+            drifts += found
+        return drifts
+
+
+def _compare(
+    sale: FlashSale, snapshot: SaleSnapshot, counters: Counters, durable: Sequence[DurableHold]
+) -> list[Drift]:
+    if not snapshot.exists:
+        return []  # not loaded: the next reservation rebuilds it from the store
+    pairs = [
+        ("epoch", snapshot.epoch, counters.epoch),
+        ("held", snapshot.held, counters.held),
+        ("sold", snapshot.sold, counters.sold),
+    ]
+    if not counters.ended:
+        pairs.append(("available", snapshot.available, counters.available))
+    users: Tally[str] = Tally()
+    for hold in durable:
+        if hold.state in ("held", "confirmed"):
+            users[hold.user_id] += hold.quantity
+    if users != snapshot.users:
+        off = sum(((users - snapshot.users) + (snapshot.users - users)).values())
+        pairs.append(("users", off, 0))
+    return [
+        Drift(sale.merchant_id, sale.sale_id, figure, redis, store)
+        for figure, redis, store in pairs
+        if redis != store
+    ]
+
+
+class _Retry(Exception):
+    pass
+
+
+def _refusal(outcome: str, decision: Decision) -> KitError:
+    limit = decision.limit
+    if outcome == "CLOSED":
+        return SaleNotOpenError("the sale has ended")
+    if outcome == "NOT_OPEN":
+        return SaleNotOpenError("the sale has not started yet")
+    if outcome == "BAD_QTY":
+        return InvalidQuantityError(f"quantity must be between 1 and the sale's limit of {limit}")
+    if outcome == "LIMIT":
+        return PerUserLimitError(f"the per-user limit of {limit} is reached")
+    return UnavailableError(f"unexpected answer from the stock: {outcome}")
