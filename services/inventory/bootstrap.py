@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from redis.asyncio import Redis
@@ -16,7 +17,7 @@ from services.inventory.adapters.repository import EventSourcedStockRepository
 from services.inventory.application.flash_sales import FlashSales, SoldOutMemory
 from services.inventory.settings import InventorySettings
 from services.kit.db import database
-from services.kit.eventstore import PostgresEventStore
+from services.kit.eventstore import PostgresEventStore, utcnow
 from services.kit.logging import get_logger
 from services.kit.redis import create_redis
 
@@ -37,7 +38,10 @@ class Inventory:
 
 
 @asynccontextmanager
-async def inventory(settings: InventorySettings) -> AsyncIterator[Inventory]:
+async def inventory(
+    settings: InventorySettings, *, clock: Callable[[], datetime] = utcnow
+) -> AsyncIterator[Inventory]:
+    """``clock`` is the time the sale windows and hold expiries are judged by (tests move it)."""
     async with database(settings, SCHEMA_PACKAGES) as pool:
         redis = create_redis(settings.redis_url)
         try:
@@ -53,6 +57,7 @@ async def inventory(settings: InventorySettings) -> AsyncIterator[Inventory]:
                 flash_sales=FlashSales(
                     ledger,
                     RedisFlashStock(redis),
+                    clock=clock,
                     max_batch=settings.reserve_max_batch,
                     sold_out_ttl=settings.sold_out_memory_seconds,
                 ),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -16,6 +15,7 @@ from livecommerce.inventory.v1 import events_pb2
 from services.inventory.adapters.stock_levels import project_stock_received
 from services.inventory.entrypoints.http import create_http_app
 from services.inventory.settings import InventorySettings
+from services.inventory.tests.conftest import database_url
 from services.kit.consumer import ConsumedEvent
 from services.kit.eventstore import PostgresEventStore
 from services.kit.identity import Role, TokenIssuer
@@ -49,10 +49,6 @@ class Inventory:
             "SELECT count(*) FROM events WHERE merchant_id = $1", merchant_id
         )
         return count
-
-
-def database_url(dsn: str, name: str) -> str:
-    return urlsplit(dsn)._replace(path=f"/{name}").geturl()
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -236,7 +232,7 @@ async def test_the_service_is_ready_once_its_database_is_migrated(inventory: Inv
     migrations = await inventory.pool.fetch("SELECT name FROM schema_migrations ORDER BY name")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": ["postgres"]}
+    assert response.json() == {"status": "ready", "checks": ["postgres", "redis"]}
     assert [r["name"] for r in migrations] == [
         "services.inventory:001_stock_levels.sql",
         "services.kit:001_kit.sql",
