@@ -235,6 +235,7 @@ async def test_the_service_is_ready_once_its_database_is_migrated(inventory: Inv
     assert response.json() == {"status": "ready", "checks": ["postgres", "redis"]}
     assert [r["name"] for r in migrations] == [
         "services.inventory:001_stock_levels.sql",
+        "services.inventory:002_flash_sales.sql",
         "services.kit:001_kit.sql",
     ]
 
