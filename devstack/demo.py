@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import grpc
@@ -240,7 +242,120 @@ async def smoke(config: StackConfig, console: Console) -> Outcome:
         outcome.check(
             "refused requests changed nothing", after["version"] == 2, f"version {after['version']}"
         )
+        await _flash_sale(http, issuer, merchant, admin, console, outcome)
     return outcome
+
+
+async def _flash_sale(
+    http: httpx.AsyncClient,
+    issuer: TokenIssuer,
+    merchant: str,
+    admin: dict[str, str],
+    console: Console,
+    outcome: Outcome,
+    units: int = 50,
+    buyers: int = 600,
+) -> None:
+    """A flash sale of ``units`` to ``buyers`` tapping at once (some twice), through gRPC
+    as the order service calls it; exactly ``units`` must be held."""
+    now = datetime.now(UTC)
+    sale_id = f"flash-{uuid4().hex[:6]}"
+    reply = await http.post(
+        f"{INVENTORY_HTTP}/v1/sales",
+        headers=admin,
+        json={
+            "sale_id": sale_id,
+            "sku_id": "SKU-LIPSTICK-01",
+            "quantity": units,
+            "starts_at": (now - timedelta(seconds=1)).isoformat(),
+            "ends_at": (now + timedelta(minutes=10)).isoformat(),
+            "per_user_limit": 1,
+        },
+    )
+    if reply.status_code != 201:
+        raise DemoError(f"scheduling the flash sale failed: {reply.status_code} {reply.text}")
+    answers: list[tuple[str, float]] = []
+    by_buyer: dict[tuple[int, bool], str] = {}
+    async with authenticated_channel(
+        INVENTORY_GRPC, lambda: issuer.service_token("order")
+    ) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+
+        async def tap(buyer: int, again: bool) -> None:
+            started = time.perf_counter()
+            try:
+                answer = await stub.Reserve(
+                    inventory_pb2.ReserveRequest(
+                        merchant_id=merchant,
+                        sale_id=sale_id,
+                        user_id=f"viewer-{buyer}",
+                        quantity=1,
+                        hold_id=f"order-{sale_id}-{buyer}",
+                        retry=again,
+                    ),
+                    timeout=10,
+                )
+                result = inventory_pb2.ReserveReply.Outcome.Name(answer.outcome)
+            except grpc.aio.AioRpcError as error:
+                result = error.code().name
+            answers.append((("repeat " if again else "") + result, time.perf_counter() - started))
+            by_buyer[(buyer, again)] = result
+
+        repeats = range(0, buyers, 5)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *[tap(b, False) for b in range(buyers)], *[tap(b, True) for b in repeats]
+        )
+        elapsed = time.perf_counter() - started
+    counts = Counter(result for result, _ in answers)
+    latencies = sorted(seconds for _, seconds in answers)
+    sale_url = f"{INVENTORY_HTTP}/v1/sales/{sale_id}"
+    status = (await http.get(sale_url, headers=admin)).json()
+    check = (await http.get(f"{sale_url}/reconciliation", headers=admin)).json()
+    ended = (await http.post(f"{sale_url}/end", headers=admin)).json()
+    table = Table(
+        "answer",
+        "count",
+        title=f"flash sale: {units} units, {len(answers)} taps in {elapsed:.2f} s",
+    )
+    for result, count in sorted(counts.items()):
+        table.add_row(result, str(count))
+    table.add_row(
+        "p50 / p99 latency",
+        f"{_percentile(latencies, 50):.1f} / {_percentile(latencies, 99):.1f} ms",
+    )
+    table.add_row("held after the spike", str(status["held"]))
+    table.add_row(
+        "Redis vs event store", "in agreement" if check["in_agreement"] else str(check["drifts"])
+    )
+    console.print(table)
+    outcome.check(
+        f"exactly {units} units held, none oversold",
+        status["held"] == units and status["available"] == 0 and counts["RESERVED"] == units,
+        f"{counts['RESERVED']} first taps reserved, held {status['held']}",
+    )
+    contradicted = [b for b in repeats if by_buyer[(b, True)] != by_buyer[(b, False)]]
+    outcome.check(
+        "a repeated tap gets the same answer as the first, never a second hold",
+        not contradicted,
+        f"{counts['repeat RESERVED']} repeats found their hold; {len(contradicted)} contradicted",
+    )
+    outcome.check(
+        "Redis and the event store agree", bool(check["in_agreement"]), str(check["drifts"])
+    )
+    outcome.check(
+        "ending the sale keeps every unit accounted for",
+        ended["allocated"]
+        == ended["available"] + ended["held"] + ended["sold"] + ended["returned"],
+        f"allocated {ended['allocated']} = held {ended['held']} + returned {ended['returned']}",
+    )
+
+
+def _percentile(sorted_seconds: list[float], percent: int) -> float:
+    if not sorted_seconds:
+        return 0.0
+    index = min(len(sorted_seconds) - 1, round(percent / 100 * (len(sorted_seconds) - 1)))
+    return sorted_seconds[index] * 1000
 
 
 def run_demo(config: StackConfig, console: Console) -> int:

@@ -27,11 +27,17 @@ class ReserveRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     HOLD_ID_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
     sale_id: _builtins.str
     user_id: _builtins.str
     quantity: _builtins.int
     hold_id: _builtins.str
+    retry: _builtins.bool
+    """Set when re-sending a request whose answer was lost (a timeout, UNAVAILABLE). A first
+    request may be answered SOLD_OUT from the server's memory without looking the hold up;
+    a retry always looks it up, so it finds the hold its lost answer granted.
+    """
     def __init__(
         self,
         *,
@@ -40,10 +46,11 @@ class ReserveRequest(_message.Message):
         user_id: _builtins.str = ...,
         quantity: _builtins.int = ...,
         hold_id: _builtins.str = ...,
+        retry: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id", "merchant_id", b"merchant_id", "quantity", b"quantity", "sale_id", b"sale_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id", "merchant_id", b"merchant_id", "quantity", b"quantity", "retry", b"retry", "sale_id", b"sale_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

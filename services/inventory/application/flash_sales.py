@@ -159,10 +159,13 @@ class FlashSales:
 
     # -- the hot path -------------------------------------------------------------------
 
-    async def reserve(self, command: ReserveStock) -> Reservation:
+    async def reserve(self, command: ReserveStock, *, retry: bool = False) -> Reservation:
+        """Hold units for a buyer. ``retry`` marks a request re-sent after its answer was
+        lost: it is never answered from the sold-out memory, which knows no hold ids, so a
+        hold the lost answer granted is found and returned again."""
         command = command.validated()
         merchant, sale_id = command.merchant_id, command.sale_id
-        if self.sold_out.knows(merchant, sale_id):
+        if not retry and self.sold_out.knows(merchant, sale_id):
             RESERVATIONS.labels("sold_out_remembered").inc()
             return Reservation(command.hold_id, reserved=False)
         sale = await self._sale(merchant, sale_id)

@@ -67,7 +67,8 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 user_id=request.user_id,
                 quantity=request.quantity,
                 hold_id=request.hold_id,
-            )
+            ),
+            retry=request.retry,
         )
         reply = pb.ReserveReply(
             outcome=pb.ReserveReply.RESERVED if reservation.reserved else pb.ReserveReply.SOLD_OUT,
