@@ -285,3 +285,16 @@ def test_hides_another_merchants_resource_as_not_found() -> None:
 def test_hides_every_merchants_resources_from_a_non_platform_caller_without_merchant() -> None:
     with pytest.raises(NotFoundError):
         Caller("viewer-1", frozenset({Role.VIEWER}), None).ensure_can_see("merchant-1", "sku")
+
+
+def test_a_remembered_token_is_still_refused_once_it_expires() -> None:
+    settings = ServiceSettings(jwt_leeway_seconds=0)
+    verifier = TokenVerifier(settings)
+    token = TokenIssuer(settings).mint("u-1", [Role.VIEWER], "m-1", ttl_seconds=1)
+    assert verifier.verify(token).subject == "u-1"
+    assert verifier.verify(token).subject == "u-1"
+
+    time.sleep(1.1)
+
+    with pytest.raises(UnauthenticatedError, match="expired"):
+        verifier.verify(token)
