@@ -26,6 +26,7 @@ EXPECTED: dict[type[KitError], tuple[HTTPStatus, grpc.StatusCode]] = {
         HTTPStatus.TOO_MANY_REQUESTS,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     ),
+    errors.UnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, grpc.StatusCode.UNAVAILABLE),
 }
 
 
