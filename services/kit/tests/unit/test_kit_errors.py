@@ -54,7 +54,10 @@ def test_maps_each_error_to_its_http_status_and_grpc_code(error_type: type[KitEr
     assert grpc.StatusCode[error.grpc_code] == grpc_code
 
 
-@pytest.mark.parametrize("error_type", list(EXPECTED), ids=lambda t: t.__name__)
+CLIENT_ERRORS = [e for e in EXPECTED if e is not errors.UnavailableError]
+
+
+@pytest.mark.parametrize("error_type", CLIENT_ERRORS, ids=lambda t: t.__name__)
 def test_maps_each_error_to_a_client_error_never_a_server_error(
     error_type: type[KitError],
 ) -> None:
@@ -75,3 +78,10 @@ def test_keeps_the_detail_and_gives_every_error_a_title(error_type: type[KitErro
     assert error.detail == "SKU abc not found"
     assert str(error) == "SKU abc not found"
     assert error.title
+
+
+def test_an_outage_is_a_retryable_503_not_a_crash() -> None:
+    error = errors.UnavailableError("the database is down")
+
+    assert error.http_status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert grpc.StatusCode[error.grpc_code] == grpc.StatusCode.UNAVAILABLE
