@@ -73,8 +73,8 @@ class InventoryServiceServicer:
 
     def Reserve(self, request, context):
         """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
-        request again returns the same hold; the same hold_id with other content is
-        ALREADY_EXISTS. Answered only once the hold is durable.
+        request again, with retry set, returns the same hold; the same hold_id with other
+        content is ALREADY_EXISTS. Answered only once the hold is durable.
         Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
         FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
         RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.

@@ -35,8 +35,8 @@ class InventoryServiceStub:
     def __new__(cls, channel: _aio.Channel) -> InventoryServiceAsyncStub: ...
     Reserve: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ReserveRequest, _inventory_pb2.ReserveReply]
     """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
-    request again returns the same hold; the same hold_id with other content is
-    ALREADY_EXISTS. Answered only once the hold is durable.
+    request again, with retry set, returns the same hold; the same hold_id with other
+    content is ALREADY_EXISTS. Answered only once the hold is durable.
     Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
     FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
     RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.
@@ -59,8 +59,8 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Reserve: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ReserveRequest, _inventory_pb2.ReserveReply]  # type: ignore[assignment]
     """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
-    request again returns the same hold; the same hold_id with other content is
-    ALREADY_EXISTS. Answered only once the hold is durable.
+    request again, with retry set, returns the same hold; the same hold_id with other
+    content is ALREADY_EXISTS. Answered only once the hold is durable.
     Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
     FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
     RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.
@@ -86,8 +86,8 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.ReserveReply, _abc.Awaitable[_inventory_pb2.ReserveReply]]:
         """Hold flash-sale stock for a buyer. Idempotent on hold_id (the order id): the same
-        request again returns the same hold; the same hold_id with other content is
-        ALREADY_EXISTS. Answered only once the hold is durable.
+        request again, with retry set, returns the same hold; the same hold_id with other
+        content is ALREADY_EXISTS. Answered only once the hold is durable.
         Errors: INVALID_ARGUMENT (quantity outside 1..limit), NOT_FOUND (unknown sale),
         FAILED_PRECONDITION (sale not open yet or closed; per-user limit reached),
         RESOURCE_EXHAUSTED is never used for sold out: sold out is a normal answer.

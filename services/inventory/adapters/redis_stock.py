@@ -178,7 +178,7 @@ class RedisFlashStock:
                 home_bucket=home,
             )
         if outcome == "DUP":
-            return Decision(outcome, existing=parse_record(str(reply[1])))
+            return Decision(outcome, existing=parse_record(str(reply[1])), remaining=_int(reply[2]))
         if outcome == "SOLD_OUT":
             return Decision(outcome, remaining=_int(reply[1]))
         if outcome == "LIMIT":

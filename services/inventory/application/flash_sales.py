@@ -42,6 +42,7 @@ from services.inventory.domain.sale import (
     SaleExistsError,
     SaleNotFoundError,
     SaleNotOpenError,
+    SaleState,
     StockReserved,
 )
 from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError, validate_id
@@ -165,10 +166,16 @@ class FlashSales:
         hold the lost answer granted is found and returned again."""
         command = command.validated()
         merchant, sale_id = command.merchant_id, command.sale_id
+        sale = await self._sale(merchant, sale_id)
+        if command.quantity > sale.per_user_limit:
+            raise InvalidQuantityError(
+                f"quantity must be between 1 and the sale's limit of {sale.per_user_limit}"
+            )
         if not retry and self.sold_out.knows(merchant, sale_id):
+            if sale.state(self._clock()) is not SaleState.OPEN:
+                raise SaleNotOpenError(f"the sale is {sale.state(self._clock()).value}")
             RESERVATIONS.labels("sold_out_remembered").inc()
             return Reservation(command.hold_id, reserved=False)
-        sale = await self._sale(merchant, sale_id)
         for _ in range(3):
             decision = await self._deciding.submit((sale, command))
             outcome = decision.outcome
@@ -256,7 +263,9 @@ class FlashSales:
             raise UnavailableError(f"hold {command.hold_id} is being recorded; retry")
         if hold.state is HoldState.RELEASED:
             raise HoldReleasedError(f"hold {command.hold_id} was released")
-        return Reservation(command.hold_id, reserved=True, expires_at=hold.expires_at)
+        return Reservation(
+            command.hold_id, reserved=True, expires_at=hold.expires_at, remaining=decision.remaining
+        )
 
     async def _sale(self, merchant_id: str, sale_id: str) -> FlashSale:
         """The sale's routing facts (ids, buckets), which never change once scheduled."""

@@ -24,6 +24,8 @@ READ_ROLES = (Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN, Role.OPERATOR, Role.H
 
 
 def _merchant(caller: Caller, requested: str, what: str) -> str:
+    if not requested and caller.is_platform:
+        raise InvalidArgumentError("merchant_id is required when a service or ops calls")
     merchant_id = requested or caller.tenant()
     caller.ensure_can_see(merchant_id, what)
     return merchant_id

@@ -9,7 +9,7 @@ if not meta[1] then return {'NOSALE'} end
 local hold_id, user = ARGV[1], ARGV[2]
 local quantity, now = tonumber(ARGV[3]), tonumber(ARGV[4])
 local existing = redis.call('HGET', KEYS[4], hold_id)
-if existing then return {'DUP', existing} end
+if existing then return {'DUP', existing, redis.call('GET', KEYS[2]) or '0'} end
 if meta[5] == '1' or now >= tonumber(meta[2]) then return {'CLOSED'} end
 if now < tonumber(meta[1]) then return {'NOT_OPEN', meta[1]} end
 local limit = tonumber(meta[3])
