@@ -128,9 +128,11 @@ class SaleLedger:
         return _sale_of(row), _counters_of(row)
 
     async def live_sales(self, now: datetime) -> list[FlashSale]:
-        """Sales that may still hold units: not ended, or ended with holds outstanding."""
+        """Sales that may still hold units: not ended, or ended with holds outstanding or
+        with units granted in Redis to holds that never became durable."""
         rows = await self._pool.fetch(
-            f"SELECT {_SALE_COLUMNS} FROM flash_sales WHERE NOT ended OR held > 0"  # noqa: S608
+            f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
+            " WHERE NOT ended OR held > 0 OR allocated > held + sold + returned"
         )
         return [_sale_of(r) for r in rows]
 
@@ -402,6 +404,10 @@ class SaleTransaction:
             returned=self.counters.returned + unsold,
             sale_version=self.counters.sale_version + 1,
         )
+
+    async def return_unrecorded(self, quantity: int) -> None:
+        await self._return_to_sku(quantity)
+        self.counters = replace(self.counters, returned=self.counters.returned + quantity)
 
     def _hold_event(self, hold: Hold, event: HoldEvent, state: str) -> None:
         merchant = self.sale.merchant_id

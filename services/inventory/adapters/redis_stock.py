@@ -9,16 +9,18 @@ Scripts are registered once and called by SHA (redis-py reloads them on NOSCRIPT
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from services.inventory.application.ports import (
     Decision,
@@ -28,8 +30,29 @@ from services.inventory.application.ports import (
     SaleSnapshot,
 )
 from services.inventory.domain.sale import FlashSale, ReserveStock
+from services.kit.errors import UnavailableError
 
 RESTOCK_CHANNEL = "inventory:restock"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _unavailable_on_redis_errors(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Redis down, timed out or out of connections is a retryable outage for the caller
+    (UNAVAILABLE / 503), never an unexplained 500."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as error:
+            raise UnavailableError(f"the stock store is unavailable: {error}") from error
+
+    return guarded
 
 
 def _script_source(name: str) -> str:
@@ -134,6 +157,7 @@ class RedisFlashStock:
             )
         }
 
+    @_unavailable_on_redis_errors
     async def reserve_many(
         self, requests: Sequence[tuple[FlashSale, ReserveStock]], now_ms: int
     ) -> list[Decision]:
@@ -205,6 +229,7 @@ class RedisFlashStock:
                     bucket,
                     home,
                     now_ms,
+                    pending.epoch,
                 ],
             )
             if reply[0] == "OK":
@@ -220,18 +245,25 @@ class RedisFlashStock:
                     bucket=bucket,
                     home_bucket=home,
                 )
-            if reply[0] in ("CLOSED", "NOSALE"):
-                break
+            if reply[0] in ("CLOSED", "NOSALE", "STALE"):
+                await self._scripts["settle"](
+                    keys=[home_keys.users, home_keys.holds, home_keys.expiry],
+                    args=[command.hold_id, -1],
+                )
+                # A bucket mid-rebuild: let the caller wait for the rebuild and ask again.
+                return Decision("NOSALE" if reply[0] == "STALE" else str(reply[0]))
         await self._scripts["settle"](
             keys=[home_keys.users, home_keys.holds, home_keys.expiry], args=[command.hold_id, -1]
         )
         return Decision("SOLD_OUT")
 
+    @_unavailable_on_redis_errors
     async def confirm(self, sale: FlashSale, hold_id: str, bucket: int) -> str:
         keys = keys_of(sale, bucket)
         reply = await self._scripts["confirm"](keys=[keys.holds, keys.expiry], args=[hold_id])
         return str(reply[0])
 
+    @_unavailable_on_redis_errors
     async def release(
         self,
         sale: FlashSale,
@@ -241,7 +273,10 @@ class RedisFlashStock:
         now_ms: int,
         *,
         only_if_expired: bool,
+        forget: bool = False,
     ) -> Released:
+        """Give the hold's units back. ``forget`` is for a hold that never became durable:
+        its record is dropped, so that nothing remembers a hold nobody was told about."""
         keys = keys_of(sale, bucket)
         same_home = bucket == home
         reply = await self._scripts["release"](
@@ -253,6 +288,7 @@ class RedisFlashStock:
                 int(same_home),
                 RESTOCK_CHANNEL,
                 f"{sale.merchant_id}:{sale.sale_id}",
+                int(forget),
             ],
         )
         outcome = str(reply[0])
@@ -263,10 +299,11 @@ class RedisFlashStock:
         if not same_home:
             home_keys = keys_of(sale, home)
             await self._scripts["release_quota"](
-                keys=[home_keys.users, home_keys.holds], args=[hold_id]
+                keys=[home_keys.users, home_keys.holds], args=[hold_id, int(forget)]
             )
         return Released(outcome, quantity=_int(reply[1]), returned_to_sku=_int(reply[2]) == 1)
 
+    @_unavailable_on_redis_errors
     async def close(self, sale: FlashSale) -> int:
         """Close every bucket; the units that were still available (idempotent)."""
         left = 0
@@ -275,12 +312,14 @@ class RedisFlashStock:
             left += _int(await self._scripts["close"](keys=[keys.meta, keys.stock]))
         return left
 
+    @_unavailable_on_redis_errors
     async def expired(self, sale: FlashSale, bucket: int, now_ms: int, limit: int) -> list[str]:
         found = await self._redis.zrangebyscore(
             keys_of(sale, bucket).expiry, "-inf", now_ms, start=0, num=limit
         )
         return [str(hold_id) for hold_id in found]
 
+    @_unavailable_on_redis_errors
     async def forget_pending(self, sale: FlashSale, bucket: int, hold_id: str) -> None:
         """Drop a spill that never settled (its process died mid-way): quota back."""
         keys = keys_of(sale, bucket)
@@ -288,19 +327,23 @@ class RedisFlashStock:
             keys=[keys.users, keys.holds, keys.expiry], args=[hold_id, -1]
         )
 
+    @_unavailable_on_redis_errors
     async def announce_restock(self, sale: FlashSale) -> None:
         await self._redis.publish(RESTOCK_CHANNEL, f"{sale.merchant_id}:{sale.sale_id}")
 
+    @_unavailable_on_redis_errors
     async def record(self, sale: FlashSale, bucket: int, hold_id: str) -> HoldRecord | None:
         raw = await self._redis.hget(keys_of(sale, bucket).holds, hold_id)
         return parse_record(str(raw)) if raw else None
 
+    @_unavailable_on_redis_errors
     async def exists(self, sale: FlashSale) -> bool:
         for bucket in range(sale.buckets):
             if not await self._redis.exists(keys_of(sale, bucket).meta):
                 return False
         return True
 
+    @_unavailable_on_redis_errors
     async def load(
         self, sale: FlashSale, epoch: int, holds: Sequence[DurableHold], closed: bool
     ) -> None:
@@ -358,10 +401,12 @@ class RedisFlashStock:
                 pipe.zadd(keys.expiry, expiring)
             await pipe.execute()
 
+    @_unavailable_on_redis_errors
     async def forget(self, sale: FlashSale) -> None:
         for bucket in range(sale.buckets):
             await self._redis.delete(*keys_of(sale, bucket).all)
 
+    @_unavailable_on_redis_errors
     async def snapshot(self, sale: FlashSale) -> SaleSnapshot:
         snapshot = SaleSnapshot(exists=True)
         for bucket in range(sale.buckets):

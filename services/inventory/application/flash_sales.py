@@ -25,6 +25,7 @@ from services.inventory.application.ports import (
     FlashStock,
     LockedSale,
     PendingHold,
+    Released,
     SaleRecords,
     SaleSnapshot,
     StaleEpochError,
@@ -189,7 +190,8 @@ class FlashSales:
                 continue
             RESERVATIONS.labels(outcome.lower()).inc()
             if outcome == "SOLD_OUT":
-                self.sold_out.remember(merchant, sale_id)
+                if decision.remaining == 0:
+                    self.sold_out.remember(merchant, sale_id)
                 return Reservation(command.hold_id, reserved=False, remaining=decision.remaining)
             if outcome == "DUP":
                 return await self._repeat(command, decision)
@@ -239,15 +241,29 @@ class FlashSales:
         )
 
     async def _give_back(self, sale: FlashSale, event: StockReserved) -> None:
-        await self._stock.release(
+        released = await self._stock.release(
             sale,
             event.hold_id,
             event.bucket,
             event.home_bucket,
             _ms(self._clock()),
             only_if_expired=False,
+            forget=True,
         )
         RELEASED.labels(ReleaseReason.UNACKNOWLEDGED.value).inc()
+        await self._return_unrecorded(sale, released)
+
+    async def _return_unrecorded(self, sale: FlashSale, released: Released) -> None:
+        """Units of a hold that never became durable were given back in Redis; if the sale
+        had closed by then, Redis did not take them back, so they go back to the SKU."""
+        if released.outcome != "OK" or not released.returned_to_sku:
+            return
+
+        async def attempt() -> None:
+            async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
+                await locked.return_unrecorded(released.quantity)
+
+        await retry_on_conflict(attempt)
 
     async def _repeat(self, command: ReserveStock, decision: Decision) -> Reservation:
         """The same hold id again: the same answer if the content is the same."""
@@ -261,6 +277,12 @@ class FlashSales:
         hold = await self._records.hold(command.merchant_id, command.hold_id)
         if not hold.exists:
             raise UnavailableError(f"hold {command.hold_id} is being recorded; retry")
+        if (hold.sale_id, hold.user_id, hold.quantity) != (
+            command.sale_id,
+            command.user_id,
+            command.quantity,
+        ):
+            raise HoldConflictError(f"hold {command.hold_id} exists with other content")
         if hold.state is HoldState.RELEASED:
             raise HoldReleasedError(f"hold {command.hold_id} was released")
         return Reservation(
@@ -400,6 +422,9 @@ class FlashSales:
                     return
                 if not await self._stock.exists(locked.sale):
                     await self._rebuild_locked(locked, force=True)
+                # Holds Redis granted before the close and still being recorded land after
+                # it and count; units of holds that never become durable are returned to
+                # the SKU when they are given back (see _return_unrecorded).
                 await locked.end(await self._stock.close(locked.sale))
 
         await retry_on_conflict(attempt)
@@ -445,6 +470,7 @@ class FlashSales:
         now = self._clock()
         released = 0
         for sale in await self._records.live_sales(now):
+            await self.rebuild(sale)  # a sale Redis lost still has holds to expire
             for bucket in range(sale.buckets):
                 for hold_id in await self._stock.expired(sale, bucket, _ms(now), limit):
                     released += await self._expire(sale, bucket, hold_id, now)
@@ -460,15 +486,28 @@ class FlashSales:
             if record is not None:
                 # Redis granted it but it never became durable (the process died between):
                 # nobody was told; give the units back.
-                await self._stock.release(
-                    sale, hold_id, record.bucket, record.home_bucket, _ms(now), only_if_expired=True
+                released = await self._stock.release(
+                    sale,
+                    hold_id,
+                    record.bucket,
+                    record.home_bucket,
+                    _ms(now),
+                    only_if_expired=True,
+                    forget=True,
                 )
                 RELEASED.labels(ReleaseReason.UNACKNOWLEDGED.value).inc()
+                await self._return_unrecorded(sale, released)
             return 0
-        state = await self.release(
-            sale.merchant_id, hold_id, ReleaseReason.EXPIRED, only_if_expired=True
-        )
-        return 1 if state is HoldState.RELEASED else 0
+
+        async def attempt() -> bool:
+            async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
+                before = (await locked.hold(hold_id)).state
+                after = await self._record_release(
+                    locked, hold_id, ReleaseReason.EXPIRED, only_if_expired=True
+                )
+                return before is not HoldState.RELEASED and after is HoldState.RELEASED
+
+        return 1 if await retry_on_conflict(attempt) else 0
 
     async def end_due(self) -> int:
         ended = 0
@@ -479,15 +518,17 @@ class FlashSales:
 
     async def reconcile(self, sales: Sequence[FlashSale] | None = None) -> list[Drift]:
         """Compare Redis with the event store for the given sales (default: every live
-        sale) under each sale's lock; report and return every difference."""
+        sale) under each sale's lock; report and return every difference. A sale Redis has
+        lost is rebuilt first (that is an outage, counted by the rebuild metric, not drift)."""
         drifts: list[Drift] = []
         for sale in sales if sales is not None else await self._records.live_sales(self._clock()):
             async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
+                await self._rebuild_locked(locked, force=False)  # Redis lost it: repair
                 snapshot = await self._stock.snapshot(locked.sale)
                 counters = locked.counters
                 durable = await locked.durable_holds()
             found = _compare(sale, snapshot, counters, durable)
-            for figure in ("available", "held", "sold", "users", "epoch"):
+            for figure in ("available", "held", "sold", "users", "epoch", "missing"):
                 drift = next((d for d in found if d.figure == figure), None)
                 DRIFT.labels(f"{sale.merchant_id}:{sale.sale_id}", figure).set(
                     abs(drift.redis - drift.store) if drift else 0
@@ -502,7 +543,8 @@ def _compare(
     sale: FlashSale, snapshot: SaleSnapshot, counters: Counters, durable: Sequence[DurableHold]
 ) -> list[Drift]:
     if not snapshot.exists:
-        return []  # not loaded: the next reservation rebuilds it from the store
+        # Redis lost it: the next reservation or sweep rebuilds it from the store.
+        return [Drift(sale.merchant_id, sale.sale_id, "missing", 0, counters.available)]
     pairs = [
         ("epoch", snapshot.epoch, counters.epoch),
         ("held", snapshot.held, counters.held),

@@ -127,7 +127,11 @@ class FlashStock(Protocol):
         now_ms: int,
         *,
         only_if_expired: bool,
-    ) -> Released: ...
+        forget: bool = False,
+    ) -> Released:
+        """Give a hold's units back (idempotent). ``only_if_expired``: only a held hold past
+        its expiry (the sweeper). ``forget``: a hold that never became durable; drop it."""
+        ...
 
     async def close(self, sale: FlashSale) -> int: ...
 
@@ -196,6 +200,11 @@ class LockedSale(Protocol):
     async def release(self, hold: Hold, event: ReservationReleased) -> None: ...
 
     async def end(self, unsold: int) -> None: ...
+
+    async def return_unrecorded(self, quantity: int) -> None:
+        """Units Redis granted to a hold that never became durable, given back after the
+        sale closed: they go back to the SKU."""
+        ...
 
 
 class SaleRecords(Protocol):

@@ -119,7 +119,7 @@ class SaleSoldOut:
     sequence: int
 
 
-SaleEvent = FlashSaleScheduled | FlashSaleEnded
+SaleEvent = FlashSaleScheduled | FlashSaleEnded | SaleSoldOut
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,9 @@ class FlashSale:
                 buckets=event.buckets,
                 version=self.version + 1,
             )
-        return replace(self, ended=True, version=self.version + 1)
+        if isinstance(event, FlashSaleEnded):
+            return replace(self, ended=True, version=self.version + 1)
+        return replace(self, version=self.version + 1)
 
     def hold_expiry(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.hold_ttl_seconds)

@@ -7,7 +7,9 @@
 --       home bucket's users key only when home == units' bucket, else an unused key here)
 -- ARGV: 1 hold_id, 2 now_ms, 3 only_if_expired (1: the sweeper; never releases sold units),
 --       4 same_home (1 when the buyer's quota lives in this bucket),
---       5 restock channel, 6 restock message (channels are not keys: cluster-safe)
+--       5 restock channel, 6 restock message (channels are not keys: cluster-safe),
+--       7 forget (1: a hold that never became durable; drop its record so that the hold id
+--         can be tried again, instead of remembering it as released)
 local record = redis.call('HGET', KEYS[3], ARGV[1])
 if not record then return {'NOHOLD'} end
 local f = {}
@@ -19,7 +21,11 @@ local quantity = tonumber(f[2])
 local meta = redis.call('HMGET', KEYS[1], 'end', 'closed')
 local closed = (meta[2] == '1') or (meta[1] and now >= tonumber(meta[1]))
 f[4] = closed and 'T' or 'R'
-redis.call('HSET', KEYS[3], ARGV[1], table.concat(f, '|'))
+if ARGV[7] == '1' then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+else
+  redis.call('HSET', KEYS[3], ARGV[1], table.concat(f, '|'))
+end
 redis.call('ZREM', KEYS[4], ARGV[1])
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[5], f[1], -quantity) end
 if closed then return {'OK', quantity, 1, f[1], f[6]} end
