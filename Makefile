@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status demo test unit lint format proto proto-check token clean
+.PHONY: install up down status demo test unit bench lint format proto proto-check token clean
 
 $(STAMP): pyproject.toml constraints.txt deploy/local/bootstrap-python.sh
 	bash deploy/local/bootstrap-python.sh $(PYTHON) $(VENV)
@@ -29,13 +29,16 @@ demo: install ## Run the main job: start the stack, run the scenario, print it, 
 test: install lint proto-check ## Lint, then the whole suite against the real local stack
 	$(PY) -m devstack test
 
+bench: install ## Benchmark the flash-sale reserve path (report: artifacts/bench/); ARGS="--strict"
+	$(PY) -m devstack bench $(ARGS)
+
 unit: install ## Only the tests that need no infrastructure
 	$(PY) -m pytest -m "not integration" -q
 
 lint: install ## ruff (format check + lint) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy services devstack tests
+	$(BIN)/mypy services devstack tests bench
 
 format: install
 	$(BIN)/ruff format .

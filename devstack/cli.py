@@ -85,6 +85,18 @@ def _test(config: StackConfig, args: argparse.Namespace) -> int:
         return subprocess.run(command, env=env, check=False).returncode
 
 
+def _bench(config: StackConfig, args: argparse.Namespace) -> int:
+    with stack.running_stack(config):
+        bench = subprocess.Popen([sys.executable, "-m", "bench", *args.bench_args], cwd=config.root)
+        while True:
+            try:
+                return bench.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C reached the bench too: wait while it stops its servers and drops
+                # its database (subprocess.run would kill it after a quarter of a second)
+                continue
+
+
 def _demo(config: StackConfig, args: argparse.Namespace) -> int:
     from devstack.demo import run_demo
 
@@ -110,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     test = commands.add_parser("test", help="run pytest against the running stack")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
     test.set_defaults(run=_test)
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the reserve path (every argument goes to python -m bench)",
+        add_help=False,  # --help too: it is python -m bench's
+    )
+    bench.set_defaults(run=_bench, bench_args=[])
     token = commands.add_parser("token", help="mint a development bearer token")
     token.add_argument("--subject", default="dev-user")
     token.add_argument(
@@ -122,7 +140,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.bench_args = unknown  # python -m bench's own options
     config = StackConfig()
     run: Callable[[StackConfig, argparse.Namespace], int] = args.run
     try:
