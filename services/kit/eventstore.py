@@ -32,7 +32,7 @@ from tenacity import (
 
 from livecommerce.kit.v1.envelope_pb2 import Envelope
 from services.kit import metrics
-from services.kit.context import current_context
+from services.kit.context import MessageContext, current_context
 from services.kit.db import Connection
 from services.kit.errors import ConcurrencyError
 
@@ -70,6 +70,9 @@ class StreamAppend:
     merchant_id: str
     expected_version: int
     events: Sequence[NewEvent]
+    context: MessageContext | None = None
+    """What caused the events; by default the context of the task appending. A group
+    commit of many requests' events passes each request's own."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,11 @@ class EventStore(Protocol):
     """Port of the event store; Postgres in production, in memory for unit tests."""
 
     async def append(
-        self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        conn: Connection | None = None,
+        savepoint: bool = True,
     ) -> list[StoredEvent]:
         """Append atomically; raise ConcurrencyError if any stream is not at its expected
         version. With ``conn`` the append joins the caller's transaction."""
@@ -146,10 +153,12 @@ def _check_versions(
 
 
 def _stored(planned: Sequence[tuple[StreamAppend, int]], first_position: int) -> list[StoredEvent]:
-    context = current_context()
+    default = current_context()
     stored: list[StoredEvent] = []
     position = first_position
     for append, first_version in planned:
+        context = append.context or default
+        trace = dict(context.trace_context)  # one dict per append, shared by its events
         for offset, event in enumerate(append.events):
             stored.append(
                 StoredEvent(
@@ -163,7 +172,7 @@ def _stored(planned: Sequence[tuple[StreamAppend, int]], first_position: int) ->
                     occurred_at=event.occurred_at,
                     correlation_id=context.correlation_id,
                     causation_id=context.causation_id,
-                    trace_context=dict(context.trace_context),
+                    trace_context=trace,
                     payload=event.payload,
                 )
             )
@@ -202,17 +211,38 @@ def _from_row(row: asyncpg.Record) -> StoredEvent:
     )
 
 
+def _trace_json(stored: Sequence[StoredEvent]) -> list[str]:
+    """Trace contexts as JSON, encoded once per distinct context (a batch shares few)."""
+    encoded: dict[int, str] = {}
+    out: list[str] = []
+    for event in stored:
+        key = id(event.trace_context)
+        if key not in encoded:
+            encoded[key] = json.dumps(dict(event.trace_context))
+        out.append(encoded[key])
+    return out
+
+
 class PostgresEventStore:
     def __init__(self, pool: asyncpg.Pool, service: str) -> None:
         self._pool = pool
         self._service = service
 
     async def append(
-        self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        conn: Connection | None = None,
+        savepoint: bool = True,
     ) -> list[StoredEvent]:
+        """With ``conn`` the append joins the caller's transaction, inside a savepoint so that
+        a refused append leaves that transaction usable; ``savepoint=False`` saves the two
+        round trips when the caller rolls back on any error anyway."""
         if not any(a.events for a in appends):
             return []
         if conn is not None:
+            if not savepoint:
+                return await self._append(conn, appends)
             async with conn.transaction():
                 return await self._append(conn, appends)
         async with self._pool.acquire() as own, own.transaction():
@@ -222,14 +252,24 @@ class PostgresEventStore:
         count = sum(len(a.events) for a in appends)
         # The row lock taken here serialises appenders until commit: that is what makes
         # positions gap-free and visible in order, and the version check below race-free.
+        # The notification is delivered at commit, to wake the relay.
         last = await conn.fetchval(
-            "UPDATE event_position SET last = last + $1 RETURNING last", count
+            "UPDATE event_position SET last = last + $1"
+            " RETURNING last, pg_notify($2, (last)::text)",
+            count,
+            NOTIFY_CHANNEL,
         )
-        streams = sorted({a.stream_id for a in appends})
-        rows = await conn.fetch(
-            "SELECT stream_id, max(version) AS head FROM events"
-            " WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
-            streams,
+        # Only streams expected to exist need their head read: for a new one, the unique
+        # (stream_id, version) index refuses the insert if it exists after all.
+        existing = sorted({a.stream_id for a in appends if a.expected_version > 0})
+        rows = (
+            await conn.fetch(
+                "SELECT stream_id, max(version) AS head FROM events"
+                " WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
+                existing,
+            )
+            if existing
+            else []
         )
         try:
             planned = _check_versions(appends, {r["stream_id"]: r["head"] for r in rows})
@@ -250,13 +290,14 @@ class PostgresEventStore:
                 [e.occurred_at for e in stored],
                 [e.correlation_id for e in stored],
                 [e.causation_id for e in stored],
-                [json.dumps(dict(e.trace_context)) for e in stored],
+                _trace_json(stored),
                 [e.payload for e in stored],
             )
         except asyncpg.UniqueViolationError as error:
             metrics.APPEND_CONFLICTS.labels(self._service).inc()
-            raise ConcurrencyError(f"event already stored: {error.detail}") from error
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(last))
+            raise ConcurrencyError(
+                f"stream moved on or event already stored: {error.detail}"
+            ) from error
         metrics.EVENTS_APPENDED.labels(self._service).inc(count)
         return stored
 
@@ -291,7 +332,11 @@ class InMemoryEventStore:
         self._lock = asyncio.Lock()
 
     async def append(
-        self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        conn: Connection | None = None,
+        savepoint: bool = True,
     ) -> list[StoredEvent]:
         if not any(a.events for a in appends):
             return []

@@ -202,8 +202,8 @@ class SaleLedger:
     async def record_reservations(
         self, pending: Sequence[PendingHold]
     ) -> list[BaseException | None]:
-        """Group commit: many holds, one transaction. Per hold: None when durable, or the
-        reason it was refused (stale epoch, hold id taken, unknown sale)."""
+        """Group commit: many holds, one transaction of few round trips. Per hold: None
+        when durable, or the reason it was refused (stale epoch, hold id taken, no sale)."""
         results: list[BaseException | None] = [None] * len(pending)
         async with self._pool.acquire() as conn, conn.transaction():
             keys = sorted({(p.merchant_id, p.event.sale_id) for p in pending})
@@ -215,16 +215,7 @@ class SaleLedger:
                 [k[1] for k in keys],
             )
             sales = {(r["merchant_id"], r["sale_id"]): (_sale_of(r), _counters_of(r)) for r in rows}
-            taken = {
-                (r["merchant_id"], r["hold_id"])
-                for r in await conn.fetch(
-                    "SELECT merchant_id, hold_id FROM flash_holds WHERE (merchant_id, hold_id)"
-                    " IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-                    [p.merchant_id for p in pending],
-                    [p.event.hold_id for p in pending],
-                )
-            }
-            accepted: list[PendingHold] = []
+            candidates: list[tuple[int, PendingHold]] = []
             seen: set[tuple[str, str]] = set()
             for index, item in enumerate(pending):
                 key = (item.merchant_id, item.event.sale_id)
@@ -233,20 +224,52 @@ class SaleLedger:
                     results[index] = SaleNotFoundError(f"sale {item.event.sale_id} not found")
                 elif sales[key][1].epoch != item.event.epoch:
                     results[index] = StaleEpochError("the sale's stock was rebuilt; retry")
-                elif hold_key in taken or hold_key in seen:
+                elif hold_key in seen:
                     results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
                 else:
-                    accepted.append(item)
+                    candidates.append((index, item))
                     seen.add(hold_key)
+            if not candidates:
+                return results
+            # Inserting the rows is also the check that each hold id is new.
+            inserted = {
+                (r["merchant_id"], r["hold_id"])
+                for r in await conn.fetch(
+                    "INSERT INTO flash_holds (merchant_id, hold_id, sale_id, user_id, quantity,"
+                    " state, expires_at, bucket, home_bucket, epoch)"
+                    " SELECT m, h, s, u, q, 'held', x, b, hb, e FROM unnest($1::text[],"
+                    " $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[],"
+                    " $7::int[], $8::int[], $9::bigint[]) AS t(m, h, s, u, q, x, b, hb, e)"
+                    " ON CONFLICT (merchant_id, hold_id) DO NOTHING RETURNING merchant_id, hold_id",
+                    [p.merchant_id for _, p in candidates],
+                    [p.event.hold_id for _, p in candidates],
+                    [p.event.sale_id for _, p in candidates],
+                    [p.event.user_id for _, p in candidates],
+                    [p.event.quantity for _, p in candidates],
+                    [p.event.expires_at for _, p in candidates],
+                    [p.event.bucket for _, p in candidates],
+                    [p.event.home_bucket for _, p in candidates],
+                    [p.event.epoch for _, p in candidates],
+                )
+            }
+            accepted: list[PendingHold] = []
+            for index, item in candidates:
+                if (item.merchant_id, item.event.hold_id) in inserted:
+                    accepted.append(item)
+                else:
+                    results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
             if not accepted:
                 return results
             appends = [
-                _append(
-                    Hold.stream_id(p.merchant_id, p.event.hold_id),
-                    codec.AGGREGATE_HOLD,
-                    p.merchant_id,
-                    0,
-                    [p.event],
+                replace(
+                    _append(
+                        Hold.stream_id(p.merchant_id, p.event.hold_id),
+                        codec.AGGREGATE_HOLD,
+                        p.merchant_id,
+                        0,
+                        [p.event],
+                    ),
+                    context=p.context,
                 )
                 for p in accepted
             ]
@@ -274,26 +297,7 @@ class SaleLedger:
                         )
                     )
                 updates.append((key, after))
-            await self.store.append(appends, conn=conn)
-            await conn.executemany(
-                "INSERT INTO flash_holds (merchant_id, hold_id, sale_id, user_id, quantity, state,"
-                " expires_at, bucket, home_bucket, epoch)"
-                " VALUES ($1, $2, $3, $4, $5, 'held', $6, $7, $8, $9)",
-                [
-                    (
-                        p.merchant_id,
-                        p.event.hold_id,
-                        p.event.sale_id,
-                        p.event.user_id,
-                        p.event.quantity,
-                        p.event.expires_at,
-                        p.event.bucket,
-                        p.event.home_bucket,
-                        p.event.epoch,
-                    )
-                    for p in accepted
-                ],
-            )
+            await self.store.append(appends, conn=conn, savepoint=False)
             for (merchant, sale_id), after in updates:
                 await _save_counters(conn, merchant, sale_id, after)
         return results

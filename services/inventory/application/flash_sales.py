@@ -48,6 +48,7 @@ from services.inventory.domain.sale import (
 )
 from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError, validate_id
 from services.kit.batching import MicroBatcher
+from services.kit.context import current_context
 from services.kit.errors import KitError, UnavailableError
 from services.kit.eventstore import retry_on_conflict, utcnow
 from services.kit.logging import get_logger
@@ -221,7 +222,7 @@ class FlashSales:
             epoch=decision.epoch,
         )
         try:
-            await self._recording.submit(PendingHold(command.merchant_id, event))
+            await self._recording.submit(PendingHold(command.merchant_id, event, current_context()))
         except BaseException as error:
             await self._give_back(sale, event)
             if isinstance(error, StaleEpochError):

@@ -19,6 +19,7 @@ from services.inventory.domain.sale import (
     StockReserved,
 )
 from services.inventory.domain.stock import SkuStock, StockAllocatedToSale, StockEvent
+from services.kit.context import MessageContext
 from services.kit.errors import KitError
 
 
@@ -35,6 +36,8 @@ class PendingHold:
 
     merchant_id: str
     event: StockReserved
+    context: MessageContext | None = None
+    """The request that asked for it: its correlation ids go on the event."""
 
 
 @dataclass(frozen=True)

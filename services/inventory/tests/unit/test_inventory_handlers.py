@@ -38,10 +38,14 @@ class InterleavingEventStore(InMemoryEventStore):
         return found
 
     async def append(
-        self, appends: Sequence[StreamAppend], *, conn: Connection | None = None
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        conn: Connection | None = None,
+        savepoint: bool = True,
     ) -> list[StoredEvent]:
         try:
-            return await super().append(appends, conn=conn)
+            return await super().append(appends, conn=conn, savepoint=savepoint)
         except ConcurrencyError:
             self.conflicts += 1
             raise

@@ -330,7 +330,10 @@ async def test_migrating_twice_applies_nothing_the_second_time(stack: StackEndpo
 
     assert first == ["services.kit:001_kit.sql"]
     assert again == []
-    assert with_inventory == ["services.inventory:001_stock_levels.sql"]
+    assert with_inventory == [
+        "services.inventory:001_stock_levels.sql",
+        "services.inventory:002_flash_sales.sql",
+    ]
     assert racing == [[], [], []]
     assert {"events", "event_position", "relay_positions", "inbox", "timers"} <= tables
     assert "stock_levels" in tables
@@ -356,6 +359,10 @@ async def test_concurrent_first_migrations_apply_each_file_exactly_once(
         await admin.close()
 
     applied = sorted(name for result in results for name in result)
-    assert applied == ["services.inventory:001_stock_levels.sql", "services.kit:001_kit.sql"]
+    assert applied == [
+        "services.inventory:001_stock_levels.sql",
+        "services.inventory:002_flash_sales.sql",
+        "services.kit:001_kit.sql",
+    ]
     assert sorted(r["name"] for r in rows) == applied
     assert sum(1 for result in results if result) == 1
