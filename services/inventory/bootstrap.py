@@ -44,9 +44,9 @@ async def inventory(
     """``clock`` is the time the sale windows and hold expiries are judged by (tests move it)."""
     async with database(settings, SCHEMA_PACKAGES) as pool:
         redis = create_redis(settings.redis_url)
+        store = PostgresEventStore(pool, settings.service_name)
+        ledger = SaleLedger(pool, store)
         try:
-            store = PostgresEventStore(pool, settings.service_name)
-            ledger = SaleLedger(pool, store)
             yield Inventory(
                 settings=settings,
                 pool=pool,
@@ -63,6 +63,7 @@ async def inventory(
                 ),
             )
         finally:
+            await ledger.close()
             await redis.aclose()
 
 

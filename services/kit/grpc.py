@@ -44,6 +44,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: TokenVerifier, service: str) -> None:
         self._verifier = verifier
         self._service = service
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(
         self,
@@ -52,10 +53,18 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         ],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler: Any = await continuation(details)
         method: str = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:  # built once per method, not once per call
+            return wrapped  # type: ignore[no-any-return]
+        handler: Any = await continuation(details)
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler  # type: ignore[no-any-return]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped  # type: ignore[no-any-return]
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
@@ -68,7 +77,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler  # type: ignore[no-any-return]
+        return handler
 
     def _enter(self, context: Context) -> MessageContext:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
