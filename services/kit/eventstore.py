@@ -190,11 +190,12 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::tex
                      $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[],
                      $11::jsonb[], $12::bytea[])
 """
-_COLUMNS = """position, stream_id, version, event_id, event_type, aggregate_type, merchant_id,
+EVENT_COLUMNS = """position, stream_id, version, event_id, event_type, aggregate_type, merchant_id,
               occurred_at, correlation_id, causation_id, trace_context, payload"""
 
 
-def _from_row(row: asyncpg.Record) -> StoredEvent:
+def stored_event_from_row(row: asyncpg.Record) -> StoredEvent:
+    """A row of ``SELECT {EVENT_COLUMNS} FROM events`` as a stored event."""
     return StoredEvent(
         position=row["position"],
         stream_id=row["stream_id"],
@@ -303,21 +304,21 @@ class PostgresEventStore:
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2"  # noqa: S608
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2"  # noqa: S608
             " ORDER BY version",
             stream_id,
             after_version,
         )
-        return [_from_row(r) for r in rows]
+        return [stored_event_from_row(r) for r in rows]
 
     async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE position > $1"  # noqa: S608
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"  # noqa: S608
             " ORDER BY position LIMIT $2",
             after_position,
             limit,
         )
-        return [_from_row(r) for r in rows]
+        return [stored_event_from_row(r) for r in rows]
 
     async def last_position(self) -> int:
         value: int = await self._pool.fetchval("SELECT last FROM event_position")

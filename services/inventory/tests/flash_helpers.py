@@ -8,7 +8,6 @@ Not collected by pytest (no ``test_`` prefix); imported by the test modules.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -35,7 +34,7 @@ from services.inventory.domain.sale import (
 from services.inventory.domain.stock import ReceiveStock
 from services.inventory.tests.conftest import Clock
 from services.kit.errors import KitError
-from services.kit.eventstore import StoredEvent
+from services.kit.eventstore import EVENT_COLUMNS, stored_event_from_row
 from services.kit.redis import create_redis
 from services.kit.testing import unique
 
@@ -190,31 +189,12 @@ class HoldTally:
         return sum(self.quantity[h] for h, s in self.state.items() if s == state)
 
 
-def _stored(row: asyncpg.Record) -> StoredEvent:
-    return StoredEvent(
-        position=row["position"],
-        stream_id=row["stream_id"],
-        version=row["version"],
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        aggregate_type=row["aggregate_type"],
-        merchant_id=row["merchant_id"],
-        occurred_at=row["occurred_at"],
-        correlation_id=row["correlation_id"],
-        causation_id=row["causation_id"],
-        trace_context=json.loads(row["trace_context"]),
-        payload=row["payload"],
-    )
-
-
 async def events_of(pool: asyncpg.Pool, merchant: str) -> list[codec.DomainEvent]:
     rows = await pool.fetch(
-        "SELECT position, stream_id, version, event_id, event_type, aggregate_type,"
-        " merchant_id, occurred_at, correlation_id, causation_id, trace_context, payload"
-        " FROM events WHERE merchant_id = $1 ORDER BY position",
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE merchant_id = $1 ORDER BY position",  # noqa: S608
         merchant,
     )
-    return [codec.decode(_stored(r)) for r in rows]
+    return [codec.decode(stored_event_from_row(r)) for r in rows]
 
 
 async def tally(stage: Stage) -> HoldTally:
