@@ -39,6 +39,7 @@ from services.inventory.domain.stock import (
     SkuStock,
     StockAllocatedToSale,
 )
+from services.kit.context import MessageContext
 from services.kit.db import Connection
 from services.kit.eventstore import EventStore, StreamAppend
 from services.kit.timers import schedule_timer
@@ -102,6 +103,7 @@ def _append(
     merchant: str,
     version: int,
     events: Sequence[codec.DomainEvent],
+    context: MessageContext | None = None,
 ) -> StreamAppend:
     return StreamAppend(
         stream_id=stream_id,
@@ -109,6 +111,7 @@ def _append(
         merchant_id=merchant,
         expected_version=version,
         events=[codec.encode(e) for e in events],
+        context=context,
     )
 
 
@@ -282,14 +285,12 @@ class SaleLedger:
             if not accepted:
                 return results
             appends = [
-                replace(
-                    _append(
-                        Hold.stream_id(p.merchant_id, p.event.hold_id),
-                        codec.AGGREGATE_HOLD,
-                        p.merchant_id,
-                        0,
-                        [p.event],
-                    ),
+                _append(
+                    Hold.stream_id(p.merchant_id, p.event.hold_id),
+                    codec.AGGREGATE_HOLD,
+                    p.merchant_id,
+                    0,
+                    [p.event],
                     context=p.context,
                 )
                 for p in accepted
