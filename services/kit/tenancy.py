@@ -1,4 +1,5 @@
-"""Merchant ids: the tenant key every resource and every stream id carries.
+"""Ids: merchant ids (the tenant key every resource and stream id carries) and the rule for
+every other id.
 
 Standard library only, so domain code can validate with it.
 """
@@ -14,8 +15,31 @@ MERCHANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 never be read as another merchant's."""
 
 
+MAX_ID_LENGTH = 64
+
+
 class InvalidMerchantIdError(InvalidArgumentError):
     pass
+
+
+class InvalidIdError(InvalidArgumentError):
+    pass
+
+
+def validate_id(value: str, what: str) -> str:
+    """Every other id (SKU, sale, hold, coupon, user ...): 1..64 printable characters
+    without spaces."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_ID_LENGTH
+        or not value.isprintable()
+        or " " in value
+    ):
+        raise InvalidIdError(
+            f"a {what} is 1 to {MAX_ID_LENGTH} printable characters without spaces"
+        )
+    return value
 
 
 def is_merchant_id(value: object) -> bool:

@@ -46,13 +46,13 @@ from services.inventory.domain.sale import (
     SaleState,
     StockReserved,
 )
-from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError, validate_id
+from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError
 from services.kit.batching import MicroBatcher
 from services.kit.context import current_context
 from services.kit.errors import KitError, UnavailableError
 from services.kit.eventstore import retry_on_conflict, utcnow
 from services.kit.logging import get_logger
-from services.kit.tenancy import validate_merchant_id
+from services.kit.tenancy import validate_id, validate_merchant_id
 
 log = get_logger(__name__)
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from services.inventory.domain.stock import InvalidQuantityError, validate_id
+from services.inventory.domain.stock import InvalidQuantityError
 from services.kit.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
     NotFoundError,
     PreconditionFailedError,
 )
-from services.kit.tenancy import validate_merchant_id
+from services.kit.tenancy import validate_id, validate_merchant_id
 
 MAX_PER_USER_LIMIT = 1000
 MIN_HOLD_TTL_SECONDS = 5

@@ -6,10 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from services.kit.errors import InvalidArgumentError, NotFoundError, PreconditionFailedError
-from services.kit.tenancy import validate_merchant_id
+from services.kit.tenancy import MAX_ID_LENGTH, validate_id, validate_merchant_id
 
 MAX_RECEIPT = 10_000_000
-MAX_ID_LENGTH = 64
 MAX_SKU_ID_LENGTH = MAX_ID_LENGTH
 
 
@@ -62,15 +61,6 @@ class AllocationReturned:
 
 
 StockEvent = StockReceived | StockAllocatedToSale | AllocationReturned
-
-
-def validate_id(value: str, what: str) -> str:
-    """Ids are 1..64 printable characters without spaces."""
-    if not value or len(value) > MAX_ID_LENGTH or not value.isprintable() or " " in value:
-        raise InvalidArgumentError(
-            f"a {what} is 1 to {MAX_ID_LENGTH} printable characters without spaces"
-        )
-    return value
 
 
 def validate_sku_id(sku_id: str) -> str:

@@ -22,11 +22,12 @@ from services.inventory.domain.sale import (
     MIN_HOLD_TTL_SECONDS,
     AllocateToSale,
 )
-from services.inventory.domain.stock import MAX_ID_LENGTH, MAX_RECEIPT, ReceiveStock, SkuStock
+from services.inventory.domain.stock import MAX_RECEIPT, ReceiveStock, SkuStock
 from services.inventory.settings import InventorySettings
 from services.kit.errors import NotFoundError
 from services.kit.http import CurrentCaller, add_readiness_check, create_app
 from services.kit.identity import Role
+from services.kit.tenancy import MAX_ID_LENGTH
 
 STOCK_ROLES = (Role.MERCHANT_ADMIN, Role.OPERATOR)
 ID_PATTERN = r"^[\x21-\x7e]+$"
