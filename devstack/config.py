@@ -93,6 +93,11 @@ class StackConfig:
                 {"INVENTORY_GRPC_PORT": "50101", "INVENTORY_METRICS_PORT": "9102"},
             ),
             ServiceProcess("inventory", "worker", {"INVENTORY_METRICS_PORT": "9101"}),
+            ServiceProcess(
+                "promotion",
+                "grpc",
+                {"PROMOTION_GRPC_PORT": "50103", "PROMOTION_METRICS_PORT": "9103"},
+            ),
         ]
 
     def service_env(self, service: str) -> dict[str, str]:

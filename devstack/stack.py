@@ -410,6 +410,11 @@ def start_services(config: StackConfig, *, restart: bool = False) -> None:
     that they run the code as it is now."""
     supervisor = Supervisor(config)
     wanted = [p.name for p in config.services]
+    known = {p.name for p in supervisor.processes()}
+    if not set(wanted) <= known:  # a supervisord started before a service was added
+        local = config.backend == "local"
+        write_config(config, _init_postgres(config, postgres_bin()) if local else None)
+        supervisor.reload()
     for name in wanted:
         if restart:
             supervisor.stop(name)
