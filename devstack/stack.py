@@ -347,7 +347,7 @@ def up(config: StackConfig) -> bool:
     """Start the infrastructure; True if this call started it, False if it was running."""
     config.logs.mkdir(parents=True, exist_ok=True)
     local = config.backend == "local"
-    pg_data = _init_postgres(config, postgres_bin()) if local else None
+    pg_data = _pg_data(config)
     supervisor = Supervisor(config)
     started = False
     backend_file = config.state / "backend"
@@ -358,8 +358,7 @@ def up(config: StackConfig) -> bool:
                 f"a {running} stack is running; stop it with `make down` before starting "
                 f"a {config.backend} one"
             )
-        write_config(config, pg_data)
-        supervisor.reload()
+        _refresh(config, supervisor, pg_data)
         for name in INFRA if local else ():
             supervisor.start(name)
     else:
@@ -384,6 +383,17 @@ def up(config: StackConfig) -> bool:
         wait_until(config, supervisor, list(INFRA))
     asyncio.run(_create_databases(config))
     return started
+
+
+def _pg_data(config: StackConfig) -> Path | None:
+    """The local Postgres data directory (initialised if new); None on the compose backend."""
+    return _init_postgres(config, postgres_bin()) if config.backend == "local" else None
+
+
+def _refresh(config: StackConfig, supervisor: Supervisor, pg_data: Path | None) -> None:
+    """Rewrite supervisord's configuration and have the running supervisord pick it up."""
+    write_config(config, pg_data)
+    supervisor.reload()
 
 
 def _compose(config: StackConfig, *args: str) -> None:
@@ -412,9 +422,7 @@ def start_services(config: StackConfig, *, restart: bool = False) -> None:
     wanted = [p.name for p in config.services]
     known = {p.name for p in supervisor.processes()}
     if not set(wanted) <= known:  # a supervisord started before a service was added
-        local = config.backend == "local"
-        write_config(config, _init_postgres(config, postgres_bin()) if local else None)
-        supervisor.reload()
+        _refresh(config, supervisor, _pg_data(config))
     for name in wanted:
         if restart:
             supervisor.stop(name)

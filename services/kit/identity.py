@@ -17,7 +17,12 @@ from typing import Any
 
 import jwt
 
-from services.kit.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
+from services.kit.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from services.kit.settings import ServiceSettings
 from services.kit.tenancy import is_merchant_id
 
@@ -55,6 +60,16 @@ class Caller:
         if self.merchant_id is None:
             raise PermissionDeniedError("this action needs a merchant-scoped identity")
         return self.merchant_id
+
+    def acting_for(self, requested: str, what: str) -> str:
+        """The merchant a call acts for: the one it names, else the caller's own. Platform
+        callers (services, ops) act for no merchant of their own, so they must name one; a
+        merchant's user naming another merchant finds nothing (NotFoundError)."""
+        if not requested and self.is_platform:
+            raise InvalidArgumentError("merchant_id is required when a service or ops calls")
+        merchant_id = requested or self.tenant()
+        self.ensure_can_see(merchant_id, what)
+        return merchant_id
 
     def ensure_can_see(self, merchant_id: str, what: str) -> None:
         """A resource of another merchant does not exist for this caller (404, not 403,

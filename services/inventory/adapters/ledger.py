@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -151,19 +150,12 @@ class SaleLedger:
             raise SaleNotFoundError(f"sale {sale_id} not found")
         return _sale_of(row), _counters_of(row)
 
-    async def live_sales(self, now: datetime) -> list[FlashSale]:
+    async def live_sales(self) -> list[FlashSale]:
         """Sales that may still hold units: not ended, or ended with holds outstanding or
         with units granted in Redis to holds that never became durable."""
         rows = await self._pool.fetch(
             f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
             " WHERE NOT ended OR held > 0 OR allocated > held + sold + returned"
-        )
-        return [_sale_of(r) for r in rows]
-
-    async def sales_due_to_end(self, now: datetime) -> list[FlashSale]:
-        rows = await self._pool.fetch(
-            f"SELECT {_SALE_COLUMNS} FROM flash_sales WHERE NOT ended AND ends_at <= $1",  # noqa: S608
-            now,
         )
         return [_sale_of(r) for r in rows]
 

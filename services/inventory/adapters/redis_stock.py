@@ -14,7 +14,6 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
@@ -29,7 +28,7 @@ from services.inventory.application.ports import (
     Released,
     SaleSnapshot,
 )
-from services.inventory.domain.sale import FlashSale, ReserveStock
+from services.inventory.domain.sale import FlashSale, ReserveStock, epoch_ms
 from services.kit.errors import UnavailableError
 
 RESTOCK_CHANNEL = "inventory:restock"
@@ -67,10 +66,6 @@ def bucket_shares(allocated: int, buckets: int) -> list[int]:
     """Split the allocation as evenly as possible; the first buckets take the remainder."""
     base, extra = divmod(allocated, buckets)
     return [base + (1 if b < extra else 0) for b in range(buckets)]
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -45,6 +45,8 @@ from services.inventory.domain.sale import (
     SaleNotOpenError,
     SaleState,
     StockReserved,
+    epoch_ms,
+    from_epoch_ms,
 )
 from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError
 from services.kit.batching import MicroBatcher
@@ -74,14 +76,6 @@ DRIFT = Gauge(
     ["sale", "figure"],
 )
 REBUILDS = Counter("livecommerce_inventory_rebuilds_total", "Sales rebuilt in Redis from events")
-
-
-def _from_ms(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, UTC)
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -174,8 +168,9 @@ class FlashSales:
                 f"quantity must be between 1 and the sale's limit of {sale.per_user_limit}"
             )
         if not retry and self.sold_out.knows(merchant, sale_id):
-            if sale.state(self._clock()) is not SaleState.OPEN:
-                raise SaleNotOpenError(f"the sale is {sale.state(self._clock()).value}")
+            state = sale.state(self._clock())
+            if state is not SaleState.OPEN:
+                raise SaleNotOpenError(f"the sale is {state.value}")
             RESERVATIONS.labels("sold_out_remembered").inc()
             return Reservation(command.hold_id, reserved=False)
         for _ in range(3):
@@ -201,7 +196,7 @@ class FlashSales:
 
     async def _decide(self, batch: Sequence[tuple[FlashSale, ReserveStock]]) -> list[Decision]:
         BATCH_SIZE.labels("redis").observe(len(batch))
-        return await self._stock.reserve_many(batch, _ms(self._clock()))
+        return await self._stock.reserve_many(batch, epoch_ms(self._clock()))
 
     async def _record(self, batch: Sequence[PendingHold]) -> list[BaseException | None]:
         BATCH_SIZE.labels("append").observe(len(batch))
@@ -216,7 +211,7 @@ class FlashSales:
             sku_id=sale.sku_id,
             user_id=command.user_id,
             quantity=command.quantity,
-            expires_at=_from_ms(decision.expiry_ms),
+            expires_at=from_epoch_ms(decision.expiry_ms),
             bucket=decision.bucket,
             home_bucket=decision.home_bucket,
             epoch=decision.epoch,
@@ -247,7 +242,7 @@ class FlashSales:
             event.hold_id,
             event.bucket,
             event.home_bucket,
-            _ms(self._clock()),
+            epoch_ms(self._clock()),
             only_if_expired=False,
             forget=True,
         )
@@ -354,7 +349,7 @@ class FlashSales:
         if only_if_expired and hold.state is not HoldState.HELD:
             await self._stock.confirm(locked.sale, hold_id, hold.bucket)  # Redis was behind
             return hold.state
-        now_ms = _ms(self._clock())
+        now_ms = epoch_ms(self._clock())
         released = await self._stock.release(
             locked.sale,
             hold_id,
@@ -470,10 +465,10 @@ class FlashSales:
         """Release expired holds (any number of replicas may sweep at once); return how many."""
         now = self._clock()
         released = 0
-        for sale in await self._records.live_sales(now):
+        for sale in await self._records.live_sales():
             await self.rebuild(sale)  # a sale Redis lost still has holds to expire
             for bucket in range(sale.buckets):
-                for hold_id in await self._stock.expired(sale, bucket, _ms(now), limit):
+                for hold_id in await self._stock.expired(sale, bucket, epoch_ms(now), limit):
                     released += await self._expire(sale, bucket, hold_id, now)
         return released
 
@@ -492,7 +487,7 @@ class FlashSales:
                     hold_id,
                     record.bucket,
                     record.home_bucket,
-                    _ms(now),
+                    epoch_ms(now),
                     only_if_expired=True,
                     forget=True,
                 )
@@ -510,19 +505,12 @@ class FlashSales:
 
         return 1 if await retry_on_conflict(attempt) else 0
 
-    async def end_due(self) -> int:
-        ended = 0
-        for sale in await self._records.sales_due_to_end(self._clock()):
-            await self.end(sale.merchant_id, sale.sale_id)
-            ended += 1
-        return ended
-
     async def reconcile(self, sales: Sequence[FlashSale] | None = None) -> list[Drift]:
         """Compare Redis with the event store for the given sales (default: every live
         sale) under each sale's lock; report and return every difference. A sale Redis has
         lost is rebuilt first (that is an outage, counted by the rebuild metric, not drift)."""
         drifts: list[Drift] = []
-        for sale in sales if sales is not None else await self._records.live_sales(self._clock()):
+        for sale in sales if sales is not None else await self._records.live_sales():
             async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
                 await self._rebuild_locked(locked, force=False)  # Redis lost it: repair
                 snapshot = await self._stock.snapshot(locked.sale)

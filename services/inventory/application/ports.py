@@ -215,7 +215,9 @@ class SaleRecords(Protocol):
 
     async def sale(self, merchant_id: str, sale_id: str) -> tuple[FlashSale, Counters]: ...
 
-    async def live_sales(self, now: datetime) -> list[FlashSale]: ...
+    async def live_sales(self) -> list[FlashSale]:
+        """Sales that may still hold units (see the ledger)."""
+        ...
 
     async def hold(self, merchant_id: str, hold_id: str) -> Hold: ...
 
@@ -224,8 +226,6 @@ class SaleRecords(Protocol):
     async def schedule(
         self, sku: SkuStock, allocated: StockAllocatedToSale, scheduled: FlashSaleScheduled
     ) -> None: ...
-
-    async def sales_due_to_end(self, now: datetime) -> list[FlashSale]: ...
 
     async def record_reservations(
         self, pending: Sequence[PendingHold]

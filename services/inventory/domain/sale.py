@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from services.inventory.domain.stock import InvalidQuantityError
@@ -30,6 +30,15 @@ MAX_HOLD_TTL_SECONDS = 24 * 3600
 DEFAULT_HOLD_TTL_SECONDS = 15 * 60
 MAX_BUCKETS = 64
 MAX_RESERVE_QUANTITY = MAX_PER_USER_LIMIT
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch: how Redis and the Lua scripts keep time."""
+    return int(moment.timestamp() * 1000)
+
+
+def from_epoch_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
 
 
 class SaleNotFoundError(NotFoundError):

@@ -16,19 +16,11 @@ from services.inventory.domain.sale import ReleaseReason, ReserveStock
 from services.inventory.settings import InventorySettings
 from services.kit.errors import InvalidArgumentError
 from services.kit.grpc import Context, current_caller, start_grpc_server
-from services.kit.identity import Caller, Role, TokenVerifier
+from services.kit.identity import Role, TokenVerifier
 from services.kit.metrics import serve_metrics
 
 HOLD_ROLES = (Role.SERVICE, Role.OPS)
 READ_ROLES = (Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN, Role.OPERATOR, Role.HOST)
-
-
-def _merchant(caller: Caller, requested: str, what: str) -> str:
-    if not requested and caller.is_platform:
-        raise InvalidArgumentError("merchant_id is required when a service or ops calls")
-    merchant_id = requested or caller.tenant()
-    caller.ensure_can_see(merchant_id, what)
-    return merchant_id
 
 
 def sale_status(status: SaleStatus) -> pb.SaleStatus:
@@ -61,7 +53,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.ReserveReply:
         caller = current_caller()
         caller.require_role(*HOLD_ROLES)
-        merchant_id = _merchant(caller, request.merchant_id, f"sale {request.sale_id}")
+        merchant_id = caller.acting_for(request.merchant_id, f"sale {request.sale_id}")
         reservation = await self._flash_sales.reserve(
             ReserveStock(
                 merchant_id=merchant_id,
@@ -84,14 +76,14 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def Confirm(self, request: pb.HoldRequest, context: Context) -> pb.HoldReply:
         caller = current_caller()
         caller.require_role(*HOLD_ROLES)
-        merchant_id = _merchant(caller, request.merchant_id, f"hold {request.hold_id}")
+        merchant_id = caller.acting_for(request.merchant_id, f"hold {request.hold_id}")
         state = await self._flash_sales.confirm(merchant_id, request.hold_id)
         return pb.HoldReply(hold_id=request.hold_id, state=state.value)
 
     async def Release(self, request: pb.ReleaseRequest, context: Context) -> pb.HoldReply:
         caller = current_caller()
         caller.require_role(*HOLD_ROLES)
-        merchant_id = _merchant(caller, request.merchant_id, f"hold {request.hold_id}")
+        merchant_id = caller.acting_for(request.merchant_id, f"hold {request.hold_id}")
         try:
             reason = ReleaseReason(request.reason or ReleaseReason.CANCELLED.value)
         except ValueError as error:
@@ -104,7 +96,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def GetStock(self, request: pb.GetStockRequest, context: Context) -> pb.StockLevel:
         caller = current_caller()
         caller.require_role(*READ_ROLES)
-        merchant_id = _merchant(caller, request.merchant_id, f"SKU {request.sku_id}")
+        merchant_id = caller.acting_for(request.merchant_id, f"SKU {request.sku_id}")
         stock = await get_stock(merchant_id, request.sku_id, self._stock)
         return pb.StockLevel(
             sku_id=stock.sku_id,
@@ -116,7 +108,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def GetSale(self, request: pb.GetSaleRequest, context: Context) -> pb.SaleStatus:
         caller = current_caller()
         caller.require_role(*READ_ROLES)
-        merchant_id = _merchant(caller, request.merchant_id, f"sale {request.sale_id}")
+        merchant_id = caller.acting_for(request.merchant_id, f"sale {request.sale_id}")
         return sale_status(await self._flash_sales.status(merchant_id, request.sale_id))
 
     async def StreamStock(
@@ -124,7 +116,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> AsyncIterator[pb.SaleStatus]:
         caller = current_caller()
         caller.require_role(*READ_ROLES)
-        merchant_id = _merchant(caller, request.merchant_id, f"sale {request.sale_id}")
+        merchant_id = caller.acting_for(request.merchant_id, f"sale {request.sale_id}")
         last: pb.SaleStatus | None = None
         while True:
             status = await self._flash_sales.status(merchant_id, request.sale_id)

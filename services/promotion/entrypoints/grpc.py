@@ -11,9 +11,8 @@ import asyncio
 
 from livecommerce.promotion.v1 import promotion_pb2 as pb
 from livecommerce.promotion.v1 import promotion_pb2_grpc
-from services.kit.errors import InvalidArgumentError
 from services.kit.grpc import Context, current_caller, start_grpc_server
-from services.kit.identity import Caller, Role, TokenVerifier
+from services.kit.identity import Role, TokenVerifier
 from services.kit.metrics import serve_metrics
 from services.promotion.adapters.protobuf import (
     quote_to_proto,
@@ -27,19 +26,11 @@ QUOTE_ROLES = (Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN, Role.OPERATOR)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PromotionService"].full_name
 
 
-def _merchant(caller: Caller, requested: str) -> str:
-    if not requested and caller.is_platform:
-        raise InvalidArgumentError("merchant_id is required when a service or ops calls")
-    merchant_id = requested or caller.tenant()
-    caller.ensure_can_see(merchant_id, f"merchant {merchant_id}")
-    return merchant_id
-
-
 class PromotionServicer(promotion_pb2_grpc.PromotionServiceServicer):
     async def Quote(self, request: pb.QuoteRequest, context: Context) -> pb.QuoteReply:
         caller = current_caller()
         caller.require_role(*QUOTE_ROLES)
-        merchant_id = _merchant(caller, request.merchant_id)
+        merchant_id = caller.acting_for(request.merchant_id, f"merchant {request.merchant_id}")
         result = quote(request_from_proto(request, merchant_id), rules_from_proto(request))
         return quote_to_proto(result)
 

@@ -11,7 +11,12 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
-from services.kit.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
+from services.kit.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from services.kit.identity import Caller, Role, TokenIssuer, TokenVerifier
 from services.kit.settings import Environment, ServiceSettings
 
@@ -298,3 +303,16 @@ def test_a_remembered_token_is_still_refused_once_it_expires() -> None:
 
     with pytest.raises(UnauthenticatedError, match="expired"):
         verifier.verify(token)
+
+
+def test_a_call_acts_for_the_merchant_it_names_or_else_the_callers_own() -> None:
+    service = Caller("service:order", frozenset({Role.SERVICE}), None)
+    admin = Caller("u-1", frozenset({Role.MERCHANT_ADMIN}), "m-1")
+
+    assert service.acting_for("m-2", "sale s") == "m-2"
+    assert admin.acting_for("", "sale s") == "m-1"
+    assert admin.acting_for("m-1", "sale s") == "m-1"
+    with pytest.raises(InvalidArgumentError, match="merchant_id is required"):
+        service.acting_for("", "sale s")
+    with pytest.raises(NotFoundError, match="sale s not found"):
+        admin.acting_for("m-2", "sale s")
