@@ -25,33 +25,35 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)livecommerce/inventory/v1/inventory.proto\x12\x19livecommerce.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"y\n\x0eReserveRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x0f\n\x07hold_id\x18\x05 \x01(\t\x12\r\n\x05retry\x18\x06 \x01(\x08\"\xe4\x01\n\x0cReserveReply\x12@\n\x07outcome\x18\x01 \x01(\x0e\x32/.livecommerce.inventory.v1.ReserveReply.Outcome\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tremaining\x18\x04 \x01(\x03\">\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0c\n\x08RESERVED\x10\x01\x12\x0c\n\x08SOLD_OUT\x10\x02\"3\n\x0bHoldRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\"F\n\x0eReleaseRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"+\n\tHoldReply\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"6\n\x0fGetStockRequest\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\"S\n\nStockLevel\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x03\"6\n\x0eGetSaleRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\"\x84\x02\n\nSaleStatus\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x11\n\tallocated\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\x12\x0c\n\x04held\x18\x06 \x01(\x03\x12\x0c\n\x04sold\x18\x07 \x01(\x03\x12\x10\n\x08returned\x18\x08 \x01(\x03\x12-\n\tstarts_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eper_user_limit\x18\x0b \x01(\x05\x32\xc5\x04\n\x10InventoryService\x12]\n\x07Reserve\x12).livecommerce.inventory.v1.ReserveRequest\x1a\'.livecommerce.inventory.v1.ReserveReply\x12W\n\x07\x43onfirm\x12&.livecommerce.inventory.v1.HoldRequest\x1a$.livecommerce.inventory.v1.HoldReply\x12Z\n\x07Release\x12).livecommerce.inventory.v1.ReleaseRequest\x1a$.livecommerce.inventory.v1.HoldReply\x12]\n\x08GetStock\x12*.livecommerce.inventory.v1.GetStockRequest\x1a%.livecommerce.inventory.v1.StockLevel\x12[\n\x07GetSale\x12).livecommerce.inventory.v1.GetSaleRequest\x1a%.livecommerce.inventory.v1.SaleStatus\x12\x61\n\x0bStreamStock\x12).livecommerce.inventory.v1.GetSaleRequest\x1a%.livecommerce.inventory.v1.SaleStatus0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)livecommerce/inventory/v1/inventory.proto\x12\x19livecommerce.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x01\n\x13ScheduleSaleRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0e\n\x06sku_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12-\n\tstarts_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eper_user_limit\x18\x07 \x01(\x05\x12\x18\n\x10hold_ttl_seconds\x18\x08 \x01(\x05\x12\x0f\n\x07\x62uckets\x18\t \x01(\x05\"y\n\x0eReserveRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x03\x12\x0f\n\x07hold_id\x18\x05 \x01(\t\x12\r\n\x05retry\x18\x06 \x01(\x08\"\xe4\x01\n\x0cReserveReply\x12@\n\x07outcome\x18\x01 \x01(\x0e\x32/.livecommerce.inventory.v1.ReserveReply.Outcome\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tremaining\x18\x04 \x01(\x03\">\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0c\n\x08RESERVED\x10\x01\x12\x0c\n\x08SOLD_OUT\x10\x02\"3\n\x0bHoldRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\"F\n\x0eReleaseRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"+\n\tHoldReply\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"6\n\x0fGetStockRequest\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\"S\n\nStockLevel\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0f\n\x07on_hand\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\x03\"6\n\x0eGetSaleRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\"\x84\x02\n\nSaleStatus\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x11\n\tallocated\x18\x04 \x01(\x03\x12\x11\n\tavailable\x18\x05 \x01(\x03\x12\x0c\n\x04held\x18\x06 \x01(\x03\x12\x0c\n\x04sold\x18\x07 \x01(\x03\x12\x10\n\x08returned\x18\x08 \x01(\x03\x12-\n\tstarts_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eper_user_limit\x18\x0b \x01(\x05\x32\x89\x06\n\x10InventoryService\x12]\n\x07Reserve\x12).livecommerce.inventory.v1.ReserveRequest\x1a\'.livecommerce.inventory.v1.ReserveReply\x12W\n\x07\x43onfirm\x12&.livecommerce.inventory.v1.HoldRequest\x1a$.livecommerce.inventory.v1.HoldReply\x12Z\n\x07Release\x12).livecommerce.inventory.v1.ReleaseRequest\x1a$.livecommerce.inventory.v1.HoldReply\x12]\n\x08GetStock\x12*.livecommerce.inventory.v1.GetStockRequest\x1a%.livecommerce.inventory.v1.StockLevel\x12[\n\x07GetSale\x12).livecommerce.inventory.v1.GetSaleRequest\x1a%.livecommerce.inventory.v1.SaleStatus\x12\x61\n\x0bStreamStock\x12).livecommerce.inventory.v1.GetSaleRequest\x1a%.livecommerce.inventory.v1.SaleStatus0\x01\x12\x65\n\x0cScheduleSale\x12..livecommerce.inventory.v1.ScheduleSaleRequest\x1a%.livecommerce.inventory.v1.SaleStatus\x12[\n\x07\x45ndSale\x12).livecommerce.inventory.v1.GetSaleRequest\x1a%.livecommerce.inventory.v1.SaleStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecommerce.inventory.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVEREQUEST']._serialized_start=105
-  _globals['_RESERVEREQUEST']._serialized_end=226
-  _globals['_RESERVEREPLY']._serialized_start=229
-  _globals['_RESERVEREPLY']._serialized_end=457
-  _globals['_RESERVEREPLY_OUTCOME']._serialized_start=395
-  _globals['_RESERVEREPLY_OUTCOME']._serialized_end=457
-  _globals['_HOLDREQUEST']._serialized_start=459
-  _globals['_HOLDREQUEST']._serialized_end=510
-  _globals['_RELEASEREQUEST']._serialized_start=512
-  _globals['_RELEASEREQUEST']._serialized_end=582
-  _globals['_HOLDREPLY']._serialized_start=584
-  _globals['_HOLDREPLY']._serialized_end=627
-  _globals['_GETSTOCKREQUEST']._serialized_start=629
-  _globals['_GETSTOCKREQUEST']._serialized_end=683
-  _globals['_STOCKLEVEL']._serialized_start=685
-  _globals['_STOCKLEVEL']._serialized_end=768
-  _globals['_GETSALEREQUEST']._serialized_start=770
-  _globals['_GETSALEREQUEST']._serialized_end=824
-  _globals['_SALESTATUS']._serialized_start=827
-  _globals['_SALESTATUS']._serialized_end=1087
-  _globals['_INVENTORYSERVICE']._serialized_start=1090
-  _globals['_INVENTORYSERVICE']._serialized_end=1671
+  _globals['_SCHEDULESALEREQUEST']._serialized_start=106
+  _globals['_SCHEDULESALEREQUEST']._serialized_end=358
+  _globals['_RESERVEREQUEST']._serialized_start=360
+  _globals['_RESERVEREQUEST']._serialized_end=481
+  _globals['_RESERVEREPLY']._serialized_start=484
+  _globals['_RESERVEREPLY']._serialized_end=712
+  _globals['_RESERVEREPLY_OUTCOME']._serialized_start=650
+  _globals['_RESERVEREPLY_OUTCOME']._serialized_end=712
+  _globals['_HOLDREQUEST']._serialized_start=714
+  _globals['_HOLDREQUEST']._serialized_end=765
+  _globals['_RELEASEREQUEST']._serialized_start=767
+  _globals['_RELEASEREQUEST']._serialized_end=837
+  _globals['_HOLDREPLY']._serialized_start=839
+  _globals['_HOLDREPLY']._serialized_end=882
+  _globals['_GETSTOCKREQUEST']._serialized_start=884
+  _globals['_GETSTOCKREQUEST']._serialized_end=938
+  _globals['_STOCKLEVEL']._serialized_start=940
+  _globals['_STOCKLEVEL']._serialized_end=1023
+  _globals['_GETSALEREQUEST']._serialized_start=1025
+  _globals['_GETSALEREQUEST']._serialized_end=1079
+  _globals['_SALESTATUS']._serialized_start=1082
+  _globals['_SALESTATUS']._serialized_end=1342
+  _globals['_INVENTORYSERVICE']._serialized_start=1345
+  _globals['_INVENTORYSERVICE']._serialized_end=2122
 # @@protoc_insertion_point(module_scope)

@@ -65,6 +65,16 @@ class InventoryServiceStub:
                 request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
                 response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
                 _registered_method=True)
+        self.ScheduleSale = channel.unary_unary(
+                '/livecommerce.inventory.v1.InventoryService/ScheduleSale',
+                request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ScheduleSaleRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
+                _registered_method=True)
+        self.EndSale = channel.unary_unary(
+                '/livecommerce.inventory.v1.InventoryService/EndSale',
+                request_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
+                _registered_method=True)
 
 
 class InventoryServiceServicer:
@@ -118,6 +128,23 @@ class InventoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScheduleSale(self, request, context):
+        """Allocate SKU stock to a new sale (promotion's flash-sale campaigns call this).
+        Idempotent on sale_id: the same definition again returns the sale; another definition
+        under the same id is ALREADY_EXISTS. Errors: INVALID_ARGUMENT (window, limit, quantity),
+        NOT_FOUND (unknown SKU), FAILED_PRECONDITION (not enough stock on hand).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSale(self, request, context):
+        """Close a sale now and return its unsold units to the SKU. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +175,16 @@ def add_InventoryServiceServicer_to_server(servicer, server):
             ),
             'StreamStock': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamStock,
+                    request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.FromString,
+                    response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.SerializeToString,
+            ),
+            'ScheduleSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScheduleSale,
+                    request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ScheduleSaleRequest.FromString,
+                    response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.SerializeToString,
+            ),
+            'EndSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSale,
                     request_deserializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.FromString,
                     response_serializer=livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.SerializeToString,
             ),
@@ -313,6 +350,60 @@ class InventoryService:
             request,
             target,
             '/livecommerce.inventory.v1.InventoryService/StreamStock',
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScheduleSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.inventory.v1.InventoryService/ScheduleSale',
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.ScheduleSaleRequest.SerializeToString,
+            livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.inventory.v1.InventoryService/EndSale',
             livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.GetSaleRequest.SerializeToString,
             livecommerce_dot_inventory_dot_v1_dot_inventory__pb2.SaleStatus.FromString,
             options,

@@ -51,6 +51,14 @@ class InventoryServiceStub:
     """A flash sale's live counts."""
     StreamStock: _grpc.UnaryStreamMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]
     """The sale's live counts now and whenever they change (at most every interval)."""
+    ScheduleSale: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ScheduleSaleRequest, _inventory_pb2.SaleStatus]
+    """Allocate SKU stock to a new sale (promotion's flash-sale campaigns call this).
+    Idempotent on sale_id: the same definition again returns the sale; another definition
+    under the same id is ALREADY_EXISTS. Errors: INVALID_ARGUMENT (window, limit, quantity),
+    NOT_FOUND (unknown SKU), FAILED_PRECONDITION (not enough stock on hand).
+    """
+    EndSale: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]
+    """Close a sale now and return its unsold units to the SKU. Idempotent."""
 
 @_typing.type_check_only
 class InventoryServiceAsyncStub(InventoryServiceStub):
@@ -75,6 +83,14 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     """A flash sale's live counts."""
     StreamStock: _aio.UnaryStreamMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]  # type: ignore[assignment]
     """The sale's live counts now and whenever they change (at most every interval)."""
+    ScheduleSale: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ScheduleSaleRequest, _inventory_pb2.SaleStatus]  # type: ignore[assignment]
+    """Allocate SKU stock to a new sale (promotion's flash-sale campaigns call this).
+    Idempotent on sale_id: the same definition again returns the sale; another definition
+    under the same id is ALREADY_EXISTS. Errors: INVALID_ARGUMENT (window, limit, quantity),
+    NOT_FOUND (unknown SKU), FAILED_PRECONDITION (not enough stock on hand).
+    """
+    EndSale: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetSaleRequest, _inventory_pb2.SaleStatus]  # type: ignore[assignment]
+    """Close a sale now and return its unsold units to the SKU. Idempotent."""
 
 class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Calls other services make to inventory when they need an answer now."""
@@ -132,5 +148,25 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inventory_pb2.SaleStatus], _abc.AsyncIterator[_inventory_pb2.SaleStatus]]:
         """The sale's live counts now and whenever they change (at most every interval)."""
+
+    @_abc_1.abstractmethod
+    def ScheduleSale(
+        self,
+        request: _inventory_pb2.ScheduleSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.SaleStatus, _abc.Awaitable[_inventory_pb2.SaleStatus]]:
+        """Allocate SKU stock to a new sale (promotion's flash-sale campaigns call this).
+        Idempotent on sale_id: the same definition again returns the sale; another definition
+        under the same id is ALREADY_EXISTS. Errors: INVALID_ARGUMENT (window, limit, quantity),
+        NOT_FOUND (unknown SKU), FAILED_PRECONDITION (not enough stock on hand).
+        """
+
+    @_abc_1.abstractmethod
+    def EndSale(
+        self,
+        request: _inventory_pb2.GetSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.SaleStatus, _abc.Awaitable[_inventory_pb2.SaleStatus]]:
+        """Close a sale now and return its unsold units to the SKU. Idempotent."""
 
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

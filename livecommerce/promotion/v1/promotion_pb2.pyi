@@ -71,6 +71,156 @@ COUPON_KIND_FREE_SHIPPING: CouponKind.ValueType  # 4
 Global___CouponKind: _TypeAlias = CouponKind  # noqa: Y015
 
 @_typing.final
+class PriceOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    BUYER_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    COUPON_IDS_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LOCK_UNTIL_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    buyer_id: _builtins.str
+    room_id: _builtins.str
+    channel: _builtins.str
+    group_id: _builtins.str
+    """The group buy the order opens or joins; empty: none."""
+    order_id: _builtins.str
+    """Empty: price only, lock nothing."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriceOrderLine]:
+        """1 to 200 lines, at most one per SKU."""
+
+    @_builtins.property
+    def coupon_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 5; several only when every one is stackable."""
+
+    @_builtins.property
+    def lock_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        buyer_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___PriceOrderLine] | None = ...,
+        coupon_ids: _abc.Iterable[_builtins.str] | None = ...,
+        order_id: _builtins.str = ...,
+        lock_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lock_until", b"lock_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buyer_id", b"buyer_id", "channel", b"channel", "coupon_ids", b"coupon_ids", "group_id", b"group_id", "lines", b"lines", "lock_until", b"lock_until", "merchant_id", b"merchant_id", "order_id", b"order_id", "room_id", b"room_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PriceOrderRequest: _TypeAlias = PriceOrderRequest  # noqa: Y015
+
+@_typing.final
+class PriceOrderLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    sku_id: _builtins.str
+    quantity: _builtins.int
+    def __init__(
+        self,
+        *,
+        sku_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PriceOrderLine: _TypeAlias = PriceOrderLine  # noqa: Y015
+
+@_typing.final
+class PriceOrderReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTE_FIELD_NUMBER: _builtins.int
+    SALE_IDS_FIELD_NUMBER: _builtins.int
+    LOCKED_COUPON_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quote(self) -> Global___QuoteReply: ...
+    @_builtins.property
+    def sale_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One per request line, in request order: the inventory sale (the flash-sale campaign
+        live in the room for the SKU) the line's units are held from.
+        """
+
+    @_builtins.property
+    def locked_coupon_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The coupons locked for order_id (empty when none was asked for)."""
+
+    def __init__(
+        self,
+        *,
+        quote: Global___QuoteReply | None = ...,
+        sale_ids: _abc.Iterable[_builtins.str] | None = ...,
+        locked_coupon_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locked_coupon_ids", b"locked_coupon_ids", "quote", b"quote", "sale_ids", b"sale_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PriceOrderReply: _TypeAlias = PriceOrderReply  # noqa: Y015
+
+@_typing.final
+class ReleaseCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseCouponsRequest: _TypeAlias = ReleaseCouponsRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseCouponsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_COUPON_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def released_coupon_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        released_coupon_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released_coupon_ids", b"released_coupon_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseCouponsReply: _TypeAlias = ReleaseCouponsReply  # noqa: Y015
+
+@_typing.final
 class Money(_message.Message):
     """An amount of money: whole minor units of one currency."""
 

@@ -49,6 +49,16 @@ class PromotionServiceStub:
                 request_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.QuoteRequest.SerializeToString,
                 response_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.QuoteReply.FromString,
                 _registered_method=True)
+        self.PriceOrder = channel.unary_unary(
+                '/livecommerce.promotion.v1.PromotionService/PriceOrder',
+                request_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.PriceOrderRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.PriceOrderReply.FromString,
+                _registered_method=True)
+        self.ReleaseCoupons = channel.unary_unary(
+                '/livecommerce.promotion.v1.PromotionService/ReleaseCoupons',
+                request_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsReply.FromString,
+                _registered_method=True)
 
 
 class PromotionServiceServicer:
@@ -79,6 +89,30 @@ class PromotionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PriceOrder(self, request, context):
+        """Price an order from what promotion knows now, and lock its coupons for the order.
+        Promotion looks up the SKUs' list prices (the merchant's price list), the campaigns live
+        in the room, the room special prices, store discounts, the group-buy offer of `group_id`
+        and the buyer's coupons by id, then quotes as Quote does. With `order_id` set, the
+        coupons are locked for that order until `lock_until` (idempotent on order_id: the same
+        order again gets the same lock; another order finds them locked: FAILED_PRECONDITION).
+        Callers: services (the order service) and ops; merchant_id required.
+        Errors: INVALID_ARGUMENT (malformed request), NOT_FOUND (a SKU without a list price, an
+        unknown coupon or group), FAILED_PRECONDITION (a coupon that is not the buyer's, expired,
+        locked by another order or used; a SKU not on sale in the room; a closed group).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseCoupons(self, request, context):
+        """Undo PriceOrder's coupon lock for an order that was not placed after all (the saga's
+        compensation). Idempotent; a no-op for coupons the order no longer holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromotionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -86,6 +120,16 @@ def add_PromotionServiceServicer_to_server(servicer, server):
                     servicer.Quote,
                     request_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.QuoteRequest.FromString,
                     response_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.QuoteReply.SerializeToString,
+            ),
+            'PriceOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.PriceOrder,
+                    request_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.PriceOrderRequest.FromString,
+                    response_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.PriceOrderReply.SerializeToString,
+            ),
+            'ReleaseCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseCoupons,
+                    request_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.FromString,
+                    response_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -125,6 +169,60 @@ class PromotionService:
             '/livecommerce.promotion.v1.PromotionService/Quote',
             livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.QuoteRequest.SerializeToString,
             livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.QuoteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PriceOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.promotion.v1.PromotionService/PriceOrder',
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.PriceOrderRequest.SerializeToString,
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.PriceOrderReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.promotion.v1.PromotionService/ReleaseCoupons',
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.SerializeToString,
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,22 @@ class PromotionServiceStub:
     this order: another buyer's, outside its validity, out of scope, threshold not met,
     not stackable with the others).
     """
+    PriceOrder: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.PriceOrderRequest, _promotion_pb2.PriceOrderReply]
+    """Price an order from what promotion knows now, and lock its coupons for the order.
+    Promotion looks up the SKUs' list prices (the merchant's price list), the campaigns live
+    in the room, the room special prices, store discounts, the group-buy offer of `group_id`
+    and the buyer's coupons by id, then quotes as Quote does. With `order_id` set, the
+    coupons are locked for that order until `lock_until` (idempotent on order_id: the same
+    order again gets the same lock; another order finds them locked: FAILED_PRECONDITION).
+    Callers: services (the order service) and ops; merchant_id required.
+    Errors: INVALID_ARGUMENT (malformed request), NOT_FOUND (a SKU without a list price, an
+    unknown coupon or group), FAILED_PRECONDITION (a coupon that is not the buyer's, expired,
+    locked by another order or used; a SKU not on sale in the room; a closed group).
+    """
+    ReleaseCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ReleaseCouponsRequest, _promotion_pb2.ReleaseCouponsReply]
+    """Undo PriceOrder's coupon lock for an order that was not placed after all (the saga's
+    compensation). Idempotent; a no-op for coupons the order no longer holds.
+    """
 
 @_typing.type_check_only
 class PromotionServiceAsyncStub(PromotionServiceStub):
@@ -80,6 +96,22 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     coupon template ...), FAILED_PRECONDITION (a well-formed coupon that cannot be used on
     this order: another buyer's, outside its validity, out of scope, threshold not met,
     not stackable with the others).
+    """
+    PriceOrder: _aio.UnaryUnaryMultiCallable[_promotion_pb2.PriceOrderRequest, _promotion_pb2.PriceOrderReply]  # type: ignore[assignment]
+    """Price an order from what promotion knows now, and lock its coupons for the order.
+    Promotion looks up the SKUs' list prices (the merchant's price list), the campaigns live
+    in the room, the room special prices, store discounts, the group-buy offer of `group_id`
+    and the buyer's coupons by id, then quotes as Quote does. With `order_id` set, the
+    coupons are locked for that order until `lock_until` (idempotent on order_id: the same
+    order again gets the same lock; another order finds them locked: FAILED_PRECONDITION).
+    Callers: services (the order service) and ops; merchant_id required.
+    Errors: INVALID_ARGUMENT (malformed request), NOT_FOUND (a SKU without a list price, an
+    unknown coupon or group), FAILED_PRECONDITION (a coupon that is not the buyer's, expired,
+    locked by another order or used; a SKU not on sale in the room; a closed group).
+    """
+    ReleaseCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReleaseCouponsRequest, _promotion_pb2.ReleaseCouponsReply]  # type: ignore[assignment]
+    """Undo PriceOrder's coupon lock for an order that was not placed after all (the saga's
+    compensation). Idempotent; a no-op for coupons the order no longer holds.
     """
 
 class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -110,6 +142,34 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         coupon template ...), FAILED_PRECONDITION (a well-formed coupon that cannot be used on
         this order: another buyer's, outside its validity, out of scope, threshold not met,
         not stackable with the others).
+        """
+
+    @_abc_1.abstractmethod
+    def PriceOrder(
+        self,
+        request: _promotion_pb2.PriceOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.PriceOrderReply, _abc.Awaitable[_promotion_pb2.PriceOrderReply]]:
+        """Price an order from what promotion knows now, and lock its coupons for the order.
+        Promotion looks up the SKUs' list prices (the merchant's price list), the campaigns live
+        in the room, the room special prices, store discounts, the group-buy offer of `group_id`
+        and the buyer's coupons by id, then quotes as Quote does. With `order_id` set, the
+        coupons are locked for that order until `lock_until` (idempotent on order_id: the same
+        order again gets the same lock; another order finds them locked: FAILED_PRECONDITION).
+        Callers: services (the order service) and ops; merchant_id required.
+        Errors: INVALID_ARGUMENT (malformed request), NOT_FOUND (a SKU without a list price, an
+        unknown coupon or group), FAILED_PRECONDITION (a coupon that is not the buyer's, expired,
+        locked by another order or used; a SKU not on sale in the room; a closed group).
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseCoupons(
+        self,
+        request: _promotion_pb2.ReleaseCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.ReleaseCouponsReply, _abc.Awaitable[_promotion_pb2.ReleaseCouponsReply]]:
+        """Undo PriceOrder's coupon lock for an order that was not placed after all (the saga's
+        compensation). Idempotent; a no-op for coupons the order no longer holds.
         """
 
 def add_PromotionServiceServicer_to_server(servicer: PromotionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
