@@ -181,3 +181,22 @@ class TokenIssuer:
 
     def service_token(self, service: str, ttl_seconds: int = 3600) -> str:
         return self.mint(f"service:{service}", [Role.SERVICE], ttl_seconds=ttl_seconds)
+
+
+class ServiceIdentity:
+    """A service's own bearer token for the calls it makes, minted once and renewed when
+    half its life has passed (minting a JWT per call would cost the hot path)."""
+
+    def __init__(self, settings: ServiceSettings, ttl_seconds: int = 3600) -> None:
+        self._issuer = TokenIssuer(settings)
+        self._service = settings.service_name
+        self._ttl = ttl_seconds
+        self._token = ""
+        self._renew_at = 0.0
+
+    def token(self) -> str:
+        now = time.monotonic()
+        if now >= self._renew_at:
+            self._token = self._issuer.service_token(self._service, self._ttl)
+            self._renew_at = now + self._ttl / 2
+        return self._token
