@@ -98,6 +98,16 @@ class StackConfig:
                 "grpc",
                 {"PROMOTION_GRPC_PORT": "50103", "PROMOTION_METRICS_PORT": "9103"},
             ),
+            ServiceProcess(
+                "order",
+                "sandbox",
+                {
+                    "SANDBOX_PAY_HTTP_PORT": "8190",
+                    "SANDBOX_PAY_POSTGRES_DSN": self.postgres_dsn("order"),
+                },
+            ),
+            ServiceProcess("order", "api", {"ORDER_HTTP_PORT": "8102"}),
+            ServiceProcess("order", "worker", {"ORDER_METRICS_PORT": "9104"}),
         ]
 
     def service_env(self, service: str) -> dict[str, str]:

@@ -1,0 +1,253 @@
+"""Orders in the order event store, with the orders read model, the timers and the
+idempotency keys written in the same transaction as each append."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.kit.db import Connection
+from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend, utcnow
+from services.kit.timers import cancel_timer, schedule_timer
+from services.order.adapters import codec
+from services.order.application.ports import Claim, IdempotencyKey, TimerChange
+from services.order.domain.order import Order, OrderEvent, OrderStatus
+
+CHECKOUT_LEASE = timedelta(seconds=30)
+"""How long a checkout owns its idempotency key before another request may take it over
+(far longer than a checkout takes; a checkout that outlives it has crashed)."""
+
+
+class PostgresOrderStore:
+    def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore) -> None:
+        self._pool = pool
+        self._store = store
+
+    @property
+    def events(self) -> PostgresEventStore:
+        return self._store
+
+    async def load(self, merchant_id: str, order_id: str) -> Order:
+        stored = await self._store.read_stream(Order.stream_id(merchant_id, order_id))
+        return Order.replay(merchant_id, order_id, [codec.decode(e) for e in stored])
+
+    async def history(self, merchant_id: str, order_id: str) -> list[StoredEvent]:
+        return await self._store.read_stream(Order.stream_id(merchant_id, order_id))
+
+    async def save(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent],
+        timers: Sequence[TimerChange] = (),
+        idempotency: IdempotencyKey | None = None,
+    ) -> Order:
+        encoded = []
+        after = order
+        for event in events:
+            encoded.append(codec.encode(event, after))
+            after = after.apply(event)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._store.append(
+                [
+                    StreamAppend(
+                        stream_id=Order.stream_id(order.merchant_id, order.order_id),
+                        aggregate_type=codec.AGGREGATE_ORDER,
+                        merchant_id=order.merchant_id,
+                        expected_version=order.version,
+                        events=encoded,
+                    )
+                ],
+                conn=conn,
+                savepoint=False,
+            )
+            await _project(conn, after)
+            for timer in timers:
+                if timer.due_at is None:
+                    await cancel_timer(conn, kind=timer.kind, key=timer.key)
+                else:
+                    await schedule_timer(
+                        conn,
+                        kind=timer.kind,
+                        key=timer.key,
+                        due_at=timer.due_at,
+                        merchant_id=order.merchant_id,
+                        payload={"order_id": order.order_id},
+                    )
+            if idempotency is not None:
+                await conn.execute(
+                    "UPDATE idempotency_keys SET state = 'placed'"
+                    " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3",
+                    idempotency.merchant_id,
+                    idempotency.buyer_id,
+                    idempotency.key,
+                )
+        return after
+
+    async def merchant_of(self, order_id: str) -> str | None:
+        found: str | None = await self._pool.fetchval(
+            "SELECT merchant_id FROM orders_view WHERE order_id = $1", order_id
+        )
+        return found
+
+
+async def _project(conn: Connection, order: Order) -> None:
+    details = order.details
+    now = utcnow()
+    await conn.execute(
+        "INSERT INTO orders_view (merchant_id, order_id, buyer_id, room_id, status, currency,"
+        " total_minor, refunded_minor, group_id, share_code, placed_at, updated_at, version)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)"
+        " ON CONFLICT (order_id) DO UPDATE SET status = $5, refunded_minor = $8,"
+        " updated_at = $11, version = $12",
+        order.merchant_id,
+        order.order_id,
+        details.buyer_id,
+        details.room_id,
+        order.status.value,
+        details.currency,
+        details.totals.total,
+        order.refunded_amount,
+        details.group_id,
+        details.share_code,
+        now,
+        order.version,
+    )
+
+
+_CLAIM_COLUMNS = "order_id, fingerprint, state, failure_status, failure_error, failure_detail"
+
+
+def _claim(row: asyncpg.Record, mine: bool) -> Claim:
+    failure = None
+    if row["failure_status"] is not None:
+        failure = (row["failure_status"], row["failure_error"], row["failure_detail"])
+    return Claim(row["order_id"], row["fingerprint"], mine, row["state"], failure)
+
+
+class PostgresIdempotencyKeys:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def claim(self, key: IdempotencyKey, fingerprint: str, order_id: str) -> Claim:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO idempotency_keys (merchant_id, buyer_id, key, fingerprint,"  # noqa: S608 - constant column list
+                " order_id, lease_until) VALUES ($1, $2, $3, $4, $5, now() + $6)"
+                f" ON CONFLICT DO NOTHING RETURNING {_CLAIM_COLUMNS}",
+                key.merchant_id,
+                key.buyer_id,
+                key.key,
+                fingerprint,
+                order_id,
+                CHECKOUT_LEASE,
+            )
+            if row is not None:
+                return _claim(row, mine=True)
+            taken_over = await conn.fetchrow(
+                "UPDATE idempotency_keys SET lease_until = now() + $4"  # noqa: S608 - constant column list
+                " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3"
+                " AND state = 'running' AND lease_until < now()"
+                f" RETURNING {_CLAIM_COLUMNS}",
+                key.merchant_id,
+                key.buyer_id,
+                key.key,
+                CHECKOUT_LEASE,
+            )
+            if taken_over is not None:
+                return _claim(taken_over, mine=True)
+            found = await self._get(conn, key)
+            if found is None:  # forgotten between the two statements: try once more
+                return await self.claim(key, fingerprint, order_id)
+            return found
+
+    async def fail(self, key: IdempotencyKey, status: int, error: str, detail: str) -> None:
+        await self._pool.execute(
+            "UPDATE idempotency_keys SET state = 'failed', failure_status = $4,"
+            " failure_error = $5, failure_detail = $6"
+            " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3 AND state = 'running'",
+            key.merchant_id,
+            key.buyer_id,
+            key.key,
+            status,
+            error,
+            detail,
+        )
+
+    async def forget(self, key: IdempotencyKey) -> None:
+        await self._pool.execute(
+            "DELETE FROM idempotency_keys"
+            " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3 AND state = 'running'",
+            key.merchant_id,
+            key.buyer_id,
+            key.key,
+        )
+
+    async def get(self, key: IdempotencyKey) -> Claim | None:
+        async with self._pool.acquire() as conn:
+            return await self._get(conn, key)
+
+    async def _get(self, conn: Connection, key: IdempotencyKey) -> Claim | None:
+        row = await conn.fetchrow(
+            f"SELECT {_CLAIM_COLUMNS} FROM idempotency_keys"  # noqa: S608 - constant column list
+            " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3",
+            key.merchant_id,
+            key.buyer_id,
+            key.key,
+        )
+        return None if row is None else _claim(row, mine=False)
+
+
+_VIEW_COLUMNS = (
+    "order_id, merchant_id, buyer_id, room_id, status, currency, total_minor,"
+    " refunded_minor, placed_at, updated_at"
+)
+
+
+class PostgresOrderViews:
+    """Lists of orders from the read model (one order's truth is its stream)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def for_buyer(
+        self, buyer_id: str, status: OrderStatus | None, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            f"SELECT {_VIEW_COLUMNS} FROM orders_view WHERE buyer_id = $1"  # noqa: S608 - constant column list
+            " AND ($2::text IS NULL OR status = $2)"
+            " ORDER BY placed_at DESC, order_id LIMIT $3 OFFSET $4",
+            buyer_id,
+            status.value if status else None,
+            limit,
+            offset,
+        )
+        return [dict(r) for r in rows]
+
+    async def for_merchant(
+        self,
+        merchant_id: str,
+        room_id: str | None,
+        status: OrderStatus | None,
+        placed_from: datetime | None,
+        placed_until: datetime | None,
+        limit: int,
+        offset: int,
+    ) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            f"SELECT {_VIEW_COLUMNS} FROM orders_view WHERE merchant_id = $1"  # noqa: S608 - constant column list
+            " AND ($2::text IS NULL OR room_id = $2) AND ($3::text IS NULL OR status = $3)"
+            " AND ($4::timestamptz IS NULL OR placed_at >= $4)"
+            " AND ($5::timestamptz IS NULL OR placed_at < $5)"
+            " ORDER BY placed_at DESC, order_id LIMIT $6 OFFSET $7",
+            merchant_id,
+            room_id,
+            status.value if status else None,
+            placed_from,
+            placed_until,
+            limit,
+            offset,
+        )
+        return [dict(r) for r in rows]

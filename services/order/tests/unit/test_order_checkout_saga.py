@@ -1,0 +1,232 @@
+"""The checkout saga's decisions, with in-memory stand-ins for its ports: what is undone
+when a later step fails, and what one idempotency key gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.kit.errors import KitError, UnavailableError
+from services.kit.eventstore import StoredEvent
+from services.order.application.orders import OrderPolicy, Orders
+from services.order.application.payments import (
+    CreatedPayment,
+    PaymentNotification,
+    PaymentQuery,
+    PaymentRequest,
+    RefundReceipt,
+)
+from services.order.application.ports import (
+    Claim,
+    IdempotencyKey,
+    PricedLine,
+    PricedOrder,
+    PriceOrderQuery,
+    Reservation,
+    SoldOutError,
+    TimerChange,
+)
+from services.order.domain.checkout import IdempotencyKeyReusedError, PlaceOrder
+from services.order.domain.order import Channel, Order, OrderEvent, OrderStatus, Totals
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Prices:
+    released: list[str] = field(default_factory=list)
+    down: bool = False
+
+    async def price_order(self, query: PriceOrderQuery) -> PricedOrder:
+        if self.down:
+            raise UnavailableError("promotion is unavailable")
+        lines = tuple(
+            PricedLine(sku, qty, f"sale-{sku}", 100, 100, 0, 0, 100 * qty, "", "")
+            for sku, qty in query.lines
+        )
+        total = sum(x.total for x in lines)
+        return PricedOrder("CNY", lines, Totals(total, 0, 0, 0, 0, total), query.coupon_ids, ())
+
+    async def release_coupons(self, merchant_id: str, order_id: str) -> None:
+        self.released.append(order_id)
+
+
+@dataclass
+class Holds:
+    sold_out: set[str] = field(default_factory=set)
+    held: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+
+    async def reserve(
+        self, merchant_id: str, sale_id: str, buyer_id: str, quantity: int, hold_id: str
+    ) -> Reservation:
+        if sale_id in self.sold_out:
+            return Reservation(False, None)
+        self.held.append(hold_id)
+        return Reservation(True, NOW + timedelta(minutes=15))
+
+    async def confirm(self, merchant_id: str, hold_id: str) -> bool:
+        return True
+
+    async def release(self, merchant_id: str, hold_id: str, reason: str) -> None:
+        self.released.append(hold_id)
+
+
+@dataclass
+class Store:
+    orders: dict[str, Order] = field(default_factory=dict)
+    timers: list[TimerChange] = field(default_factory=list)
+    keys: list[IdempotencyKey] = field(default_factory=list)
+
+    async def load(self, merchant_id: str, order_id: str) -> Order:
+        return self.orders.get(order_id, Order(merchant_id, order_id))
+
+    async def save(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent],
+        timers: Sequence[TimerChange] = (),
+        idempotency: IdempotencyKey | None = None,
+    ) -> Order:
+        for event in events:
+            order = order.apply(event)
+        self.orders[order.order_id] = order
+        self.timers.extend(timers)
+        if idempotency:
+            self.keys.append(idempotency)
+        return order
+
+    async def merchant_of(self, order_id: str) -> str | None:
+        return self.orders[order_id].merchant_id if order_id in self.orders else None
+
+    async def history(self, merchant_id: str, order_id: str) -> list[StoredEvent]:
+        return []
+
+
+@dataclass
+class Keys:
+    store: Store
+    claims: dict[IdempotencyKey, Claim] = field(default_factory=dict)
+
+    async def claim(self, key: IdempotencyKey, fingerprint: str, order_id: str) -> Claim:
+        if key in self.claims:
+            found = self.claims[key]
+            placed = found.order_id in self.store.orders
+            return Claim(
+                found.order_id,
+                found.fingerprint,
+                False,
+                "placed" if placed else found.state,
+                found.failure,
+            )
+        self.claims[key] = Claim(order_id, fingerprint, True, "running")
+        return self.claims[key]
+
+    async def fail(self, key: IdempotencyKey, status: int, error: str, detail: str) -> None:
+        found = self.claims[key]
+        self.claims[key] = Claim(
+            found.order_id, found.fingerprint, False, "failed", (status, error, detail)
+        )
+
+    async def forget(self, key: IdempotencyKey) -> None:
+        self.claims.pop(key, None)
+
+    async def get(self, key: IdempotencyKey) -> Claim | None:
+        return self.claims.get(key)
+
+
+class NoPayments:
+    name = "none"
+
+    async def create_payment(self, request: PaymentRequest) -> CreatedPayment:
+        raise AssertionError("not used")
+
+    def verify_notification(
+        self, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> PaymentNotification:
+        raise AssertionError("not used")
+
+    async def query(self, payment_id: str) -> PaymentQuery:
+        raise AssertionError("not used")
+
+    async def refund(
+        self, payment_id: str, refund_id: str, amount_minor: int, reason: str
+    ) -> RefundReceipt:
+        raise AssertionError("not used")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _world() -> tuple[Orders, Store, Keys, Prices, Holds]:
+    store = Store()
+    keys = Keys(store)
+    prices, holds = Prices(), Holds()
+    ids = iter(f"order{n}" for n in range(100))
+    orders = Orders(
+        store,
+        keys,
+        prices,
+        holds,
+        NoPayments(),
+        OrderPolicy(),
+        clock=lambda: NOW,
+        new_id=lambda: next(ids),
+    )
+    return orders, store, keys, prices, holds
+
+
+def _command(*lines: tuple[str, int]) -> PlaceOrder:
+    return PlaceOrder("m1", "buyer-1", "room-1", Channel.APP, lines or (("sku-a", 1),), ("c1",))
+
+
+async def test_a_placed_order_holds_every_line_and_waits_for_payment_before_the_hold_expires() -> (
+    None
+):
+    orders, store, _, _, holds = _world()
+    order = await orders.place(_command(("sku-a", 1), ("sku-b", 2)), "key-00000001")
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    assert holds.held == ["order0", "order0-2"]
+    assert order.details.payment_deadline == NOW + timedelta(minutes=15) - timedelta(seconds=30)
+    assert [t.kind for t in store.timers] == ["order.payment-deadline"]
+
+
+async def test_a_sold_out_line_releases_the_holds_taken_and_the_coupons_and_is_remembered() -> None:
+    orders, store, _, prices, holds = _world()
+    holds.sold_out.add("sale-sku-b")
+    with pytest.raises(SoldOutError):
+        await orders.place(_command(("sku-a", 1), ("sku-b", 1)), "key-00000001")
+    assert holds.released == ["order0"]
+    assert prices.released == ["order0"]
+    assert store.orders == {}
+    with pytest.raises(KitError, match="sold out"):
+        await orders.place(_command(("sku-a", 1), ("sku-b", 1)), "key-00000001")
+    assert holds.held == ["order0"]
+
+
+async def test_a_dependency_down_forgets_the_key_so_a_retry_runs_the_checkout_again() -> None:
+    orders, _, _, prices, _ = _world()
+    prices.down = True
+    with pytest.raises(UnavailableError):
+        await orders.place(_command(), "key-00000001")
+    prices.down = False
+    order = await orders.place(_command(), "key-00000001")
+    assert order.order_id == "order1"
+
+
+async def test_a_retry_with_the_same_key_gets_the_same_order_and_holds_nothing_more() -> None:
+    orders, _, _, _, holds = _world()
+    first = await orders.place(_command(), "key-00000001")
+    again = await orders.place(_command(), "key-00000001")
+    assert again.order_id == first.order_id
+    assert holds.held == [first.order_id]
+
+
+async def test_the_same_key_with_another_body_is_refused() -> None:
+    orders, _, _, _, _ = _world()
+    await orders.place(_command(("sku-a", 1)), "key-00000001")
+    with pytest.raises(IdempotencyKeyReusedError):
+        await orders.place(_command(("sku-a", 2)), "key-00000001")
