@@ -37,6 +37,34 @@ class Inventory:
     flash_sales: FlashSales
 
 
+def assemble(
+    settings: InventorySettings,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> Inventory:
+    """The service's parts on a pool and a Redis client the caller opened (and closes, with
+    the ledger's connection: ``await parts.ledger.close()``)."""
+    store = PostgresEventStore(pool, settings.service_name)
+    ledger = SaleLedger(pool, store)
+    return Inventory(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        store=store,
+        stock=EventSourcedStockRepository(store),
+        ledger=ledger,
+        flash_sales=FlashSales(
+            ledger,
+            RedisFlashStock(redis),
+            clock=clock,
+            max_batch=settings.reserve_max_batch,
+            sold_out_ttl=settings.sold_out_memory_seconds,
+        ),
+    )
+
+
 @asynccontextmanager
 async def inventory(
     settings: InventorySettings, *, clock: Callable[[], datetime] = utcnow
@@ -44,26 +72,11 @@ async def inventory(
     """``clock`` is the time the sale windows and hold expiries are judged by (tests move it)."""
     async with database(settings, SCHEMA_PACKAGES) as pool:
         redis = create_redis(settings.redis_url)
-        store = PostgresEventStore(pool, settings.service_name)
-        ledger = SaleLedger(pool, store)
+        parts = assemble(settings, pool, redis, clock=clock)
         try:
-            yield Inventory(
-                settings=settings,
-                pool=pool,
-                redis=redis,
-                store=store,
-                stock=EventSourcedStockRepository(store),
-                ledger=ledger,
-                flash_sales=FlashSales(
-                    ledger,
-                    RedisFlashStock(redis),
-                    clock=clock,
-                    max_batch=settings.reserve_max_batch,
-                    sold_out_ttl=settings.sold_out_memory_seconds,
-                ),
-            )
+            yield parts
         finally:
-            await ledger.close()
+            await parts.ledger.close()
             await redis.aclose()
 
 

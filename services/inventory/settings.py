@@ -15,6 +15,8 @@ class InventorySettings(ServiceSettings):
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:55432/inventory"
     http_port: int = 8101
     grpc_port: int = 50101
+    order_events_topic: str = "order.events"
+    """The order service's topic: cancelled and refunded orders release their holds."""
     reserve_max_batch: int = Field(default=256, ge=1, le=4096)
     """At most this many reservations share one Redis pipeline and one group commit."""
     sold_out_memory_seconds: float = Field(default=1.0, gt=0, le=60)

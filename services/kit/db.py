@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from services.kit.errors import UnavailableError
 from services.kit.logging import get_logger
 from services.kit.settings import ServiceSettings
 
@@ -22,6 +23,25 @@ log = get_logger(__name__)
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 """A connection a handler writes through: a plain one or one lent by a pool."""
+
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08; the connection dropped mid-call
+    asyncpg.InterfaceError,  # the connection is closed (the server went away before)
+    asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.exceptions.AdminShutdownError,  # terminated by a restart or an operator
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+"""Errors that mean the database cannot be reached now, not that the request is wrong."""
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+
+
+def database_outage(error: BaseException) -> UnavailableError | None:
+    """What a request that failed with ``error`` answers when the database could not be
+    reached (503, UNAVAILABLE: retry later), or None when the error is something else."""
+    return UnavailableError(DATABASE_UNAVAILABLE) if isinstance(error, DATABASE_OUTAGES) else None
+
 
 KIT_SCHEMA_PACKAGE = "services.kit"
 _MIGRATION_LOCK_KEY = 0x11FEC0  # any constant, the same for every process of every service

@@ -3,7 +3,8 @@
 Servers serve the standard health-checking service and reflection, verify the caller's
 bearer token on every call but health and reflection, make the caller available to the
 servicer through :func:`current_caller`, and translate :class:`KitError` into its gRPC
-status (never UNKNOWN with a traceback). Clients add a service identity to every call.
+status (never UNKNOWN with a traceback), and a database that cannot be reached into
+UNAVAILABLE. Clients add a service identity to every call.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.kit import metrics
 from services.kit.context import MessageContext, message_context
+from services.kit.db import database_outage
 from services.kit.errors import KitError, UnauthenticatedError
 from services.kit.identity import Caller, TokenVerifier
 from services.kit.logging import get_logger
@@ -120,6 +122,9 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     async def _abort(self, method: str, context: Context, error: Exception) -> None:
         if isinstance(error, grpc.aio.AbortError):
             raise error
+        if (outage := database_outage(error)) is not None:
+            log.warning("database unavailable in gRPC call", method=method, error=repr(error))
+            error = outage
         if isinstance(error, KitError):
             code, detail = grpc.StatusCode[error.grpc_code], error.detail
         else:

@@ -1,7 +1,8 @@
 """The FastAPI application every service's HTTP entry point is built from.
 
 It brings: a request id on every request and response (and as the correlation id of the
-events the request causes), problem+json (RFC 9457) for every error, never a traceback,
+events the request causes), problem+json (RFC 9457) for every error, never a traceback
+(a database that cannot be reached is a 503 to retry, not a 500),
 ``/healthz`` and ``/readyz``, ``/metrics`` for Prometheus, and the verified caller as a
 typed dependency (:data:`CurrentCaller`).
 """
@@ -25,7 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.kit import metrics
 from services.kit.context import MessageContext, message_context
-from services.kit.errors import KitError, UnauthenticatedError
+from services.kit.db import DATABASE_OUTAGES, DATABASE_UNAVAILABLE
+from services.kit.errors import KitError, UnauthenticatedError, UnavailableError
 from services.kit.identity import Caller, TokenVerifier
 from services.kit.logging import get_logger
 from services.kit.settings import ServiceSettings
@@ -146,6 +148,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KitError)
     async def kit_error(request: Request, error: KitError) -> JSONResponse:
         return problem(int(error.http_status), error.title, error.detail, request)
+
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("database unavailable", path=request.url.path, error=repr(error))
+        return await kit_error(request, UnavailableError(DATABASE_UNAVAILABLE))
+
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, database_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

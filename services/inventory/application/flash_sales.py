@@ -40,7 +40,6 @@ from services.inventory.domain.sale import (
     PerUserLimitError,
     ReleaseReason,
     ReserveStock,
-    SaleExistsError,
     SaleNotFoundError,
     SaleNotOpenError,
     SaleState,
@@ -387,31 +386,45 @@ class FlashSales:
     # -- the sale's life ------------------------------------------------------------------
 
     async def schedule(self, command: AllocateToSale) -> FlashSale:
+        """Allocate SKU stock to a new sale. Idempotent on the sale id: the same definition
+        again returns the sale (and sets nothing more aside); another definition under the
+        same id is SaleExistsError."""
         validate_merchant_id(command.merchant_id)
         validate_id(command.sale_id, "sale id")
         validate_id(command.sku_id, "SKU id")
 
-        async def attempt() -> FlashSale:
-            try:
-                await self._records.sale(command.merchant_id, command.sale_id)
-            except SaleNotFoundError:
-                pass
-            else:
-                raise SaleExistsError(f"sale {command.sale_id} already exists")
+        async def attempt() -> tuple[FlashSale, bool]:
+            # The SKU is read before the sale: a concurrent identical call that wins commits
+            # both together, so this one then either sees the sale (a repeat) or fails its
+            # append on the SKU's version and retries; never "not enough stock" for units
+            # that its twin set aside.
             sku = await self._records.sku(command.merchant_id, command.sku_id)
+            try:
+                sale, _ = await self._records.sale(command.merchant_id, command.sale_id)
+            except SaleNotFoundError:
+                sale = FlashSale(merchant_id=command.merchant_id, sale_id=command.sale_id)
+            if sale.exists:
+                sale.schedule(command, self._clock())  # refuses another definition
+                return sale, False
             if sku.version == 0:
                 raise SkuNotFoundError(f"SKU {command.sku_id} not found")
-            sale = FlashSale(merchant_id=command.merchant_id, sale_id=command.sale_id)
             scheduled = sale.schedule(command, self._clock())
+            assert scheduled is not None  # a new sale
             allocated = sku.allocate(command.sale_id, command.quantity)
             await self._records.schedule(sku, allocated, scheduled)
-            return sale.apply(scheduled)
+            return sale.apply(scheduled), True
 
-        sale = await retry_on_conflict(attempt)
-        await self.rebuild(sale, force=True)
+        sale, created = await retry_on_conflict(attempt)
+        # A repeat rebuilds Redis only if it lacks the sale (the first call may have died
+        # before loading it); forcing it would bump the epoch of a live sale for nothing.
+        await self.rebuild(sale, force=created)
         return sale
 
     async def end(self, merchant_id: str, sale_id: str) -> SaleStatus:
+        """Close the sale now and return its unsold units to the SKU. Idempotent."""
+        validate_merchant_id(merchant_id)
+        validate_id(sale_id, "sale id")
+
         async def attempt() -> None:
             async with self._records.locked_sale(merchant_id, sale_id) as locked:
                 if locked.counters.ended:

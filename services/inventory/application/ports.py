@@ -13,6 +13,8 @@ from services.inventory.domain.sale import (
     FlashSale,
     FlashSaleScheduled,
     Hold,
+    HoldState,
+    ReleaseReason,
     ReservationConfirmed,
     ReservationReleased,
     ReserveStock,
@@ -237,3 +239,11 @@ class SaleRecords(Protocol):
     def locked_sale(
         self, merchant_id: str, sale_id: str
     ) -> AbstractAsyncContextManager[LockedSale, bool | None]: ...
+
+
+class HoldReleaser(Protocol):
+    """Gives a hold's units back (FlashSales.release). Idempotent: a repeat changes nothing.
+    Raises NotFoundError for a hold it does not know, InvalidArgumentError for a malformed
+    id."""
+
+    async def release(self, merchant_id: str, hold_id: str, reason: ReleaseReason) -> HoldState: ...

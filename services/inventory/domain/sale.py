@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from services.inventory.domain.stock import InvalidQuantityError
+from services.inventory.domain.stock import MAX_RECEIPT, InvalidQuantityError
 from services.kit.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
@@ -167,12 +167,16 @@ class FlashSale:
             return SaleState.SCHEDULED
         return SaleState.OPEN
 
-    def schedule(self, command: AllocateToSale, now: datetime) -> FlashSaleScheduled:
+    def schedule(self, command: AllocateToSale, now: datetime) -> FlashSaleScheduled | None:
+        """None when this sale exists with the very same definition: scheduling is
+        idempotent on the sale id, so a caller may repeat a request whose answer it lost."""
         validate_id(command.sale_id, "sale id")
         if self.exists:
-            raise SaleExistsError(f"sale {command.sale_id} already exists")
-        if command.quantity <= 0:
-            raise InvalidQuantityError(f"allocate at least 1 unit, not {command.quantity}")
+            if self.is_defined_by(command):
+                return None
+            raise SaleExistsError(f"sale {command.sale_id} already exists with another definition")
+        if not 1 <= command.quantity <= MAX_RECEIPT:
+            raise InvalidQuantityError(f"allocate 1 to {MAX_RECEIPT} units, not {command.quantity}")
         if command.ends_at <= command.starts_at:
             raise InvalidArgumentError("the sale must end after it starts")
         if command.ends_at <= now:
@@ -196,6 +200,29 @@ class FlashSale:
             per_user_limit=command.per_user_limit,
             hold_ttl_seconds=command.hold_ttl_seconds,
             buckets=command.buckets,
+        )
+
+    def is_defined_by(self, command: AllocateToSale) -> bool:
+        return (
+            self.merchant_id,
+            self.sale_id,
+            self.sku_id,
+            self.allocated,
+            self.starts_at,
+            self.ends_at,
+            self.per_user_limit,
+            self.hold_ttl_seconds,
+            self.buckets,
+        ) == (
+            command.merchant_id,
+            command.sale_id,
+            command.sku_id,
+            command.quantity,
+            command.starts_at,
+            command.ends_at,
+            command.per_user_limit,
+            command.hold_ttl_seconds,
+            command.buckets,
         )
 
     def end(self, unsold: int) -> FlashSaleEnded:

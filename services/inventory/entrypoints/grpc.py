@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Literal
 
 from livecommerce.inventory.v1 import inventory_pb2 as pb
 from livecommerce.inventory.v1 import inventory_pb2_grpc
-from services.inventory.adapters.codec import timestamp
+from services.inventory.adapters.codec import moment, timestamp
 from services.inventory.adapters.repository import EventSourcedStockRepository
 from services.inventory.application.flash_sales import FlashSales, SaleStatus
 from services.inventory.application.handlers import get_stock
 from services.inventory.bootstrap import forget_sold_out_on_restock, inventory
-from services.inventory.domain.sale import ReleaseReason, ReserveStock
+from services.inventory.domain.sale import (
+    DEFAULT_HOLD_TTL_SECONDS,
+    AllocateToSale,
+    ReleaseReason,
+    ReserveStock,
+)
 from services.inventory.settings import InventorySettings
 from services.kit.errors import InvalidArgumentError
 from services.kit.grpc import Context, current_caller, start_grpc_server
@@ -21,6 +28,9 @@ from services.kit.metrics import serve_metrics
 
 HOLD_ROLES = (Role.SERVICE, Role.OPS)
 READ_ROLES = (Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN, Role.OPERATOR, Role.HOST)
+SALE_ROLES = (Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN)
+"""Who may schedule and end sales: services (promotion's campaigns) and ops for the merchant
+they name, a merchant's admin for their own merchant."""
 
 
 def sale_status(status: SaleStatus) -> pb.SaleStatus:
@@ -37,6 +47,15 @@ def sale_status(status: SaleStatus) -> pb.SaleStatus:
         ends_at=timestamp(status.sale.ends_at),
         per_user_limit=status.sale.per_user_limit,
     )
+
+
+def _moment(request: pb.ScheduleSaleRequest, field: Literal["starts_at", "ends_at"]) -> datetime:
+    if not request.HasField(field):
+        raise InvalidArgumentError(f"{field} is required")
+    try:
+        return moment(getattr(request, field))
+    except (ValueError, OverflowError) as error:
+        raise InvalidArgumentError(f"{field} is not a valid time") from error
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
@@ -110,6 +129,33 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         caller.require_role(*READ_ROLES)
         merchant_id = caller.acting_for(request.merchant_id, f"sale {request.sale_id}")
         return sale_status(await self._flash_sales.status(merchant_id, request.sale_id))
+
+    async def ScheduleSale(
+        self, request: pb.ScheduleSaleRequest, context: Context
+    ) -> pb.SaleStatus:
+        caller = current_caller()
+        caller.require_role(*SALE_ROLES)
+        merchant_id = caller.acting_for(request.merchant_id, f"sale {request.sale_id}")
+        await self._flash_sales.schedule(
+            AllocateToSale(
+                merchant_id=merchant_id,
+                sale_id=request.sale_id,
+                sku_id=request.sku_id,
+                quantity=request.quantity,
+                starts_at=_moment(request, "starts_at"),
+                ends_at=_moment(request, "ends_at"),
+                per_user_limit=request.per_user_limit,
+                hold_ttl_seconds=request.hold_ttl_seconds or DEFAULT_HOLD_TTL_SECONDS,
+                buckets=request.buckets or 1,
+            )
+        )
+        return sale_status(await self._flash_sales.status(merchant_id, request.sale_id))
+
+    async def EndSale(self, request: pb.GetSaleRequest, context: Context) -> pb.SaleStatus:
+        caller = current_caller()
+        caller.require_role(*SALE_ROLES)
+        merchant_id = caller.acting_for(request.merchant_id, f"sale {request.sale_id}")
+        return sale_status(await self._flash_sales.end(merchant_id, request.sale_id))
 
     async def StreamStock(
         self, request: pb.GetSaleRequest, context: Context

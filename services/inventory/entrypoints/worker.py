@@ -1,5 +1,6 @@
-"""Inventory's worker: the outbox relay, the stock-levels projection, the hold sweeper,
-the end of sales at their time, and the periodic reconciliation of Redis with the store."""
+"""Inventory's worker: the outbox relay, the stock-levels projection, the release of the
+holds of cancelled and refunded orders, the hold sweeper, the end of sales at their time,
+and the periodic reconciliation of Redis with the store."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from livecommerce.inventory.v1 import events_pb2
 from services.inventory.adapters.ledger import SALE_END_TIMER
 from services.inventory.adapters.stock_levels import project_stock_received
 from services.inventory.bootstrap import inventory
+from services.inventory.entrypoints.consumers import ORDERS_CONSUMER, order_event_handlers
 from services.inventory.settings import InventorySettings
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Connection
@@ -23,13 +25,18 @@ STOCK_LEVELS_CONSUMER = "inventory-stock-levels"
 
 async def run_worker(settings: InventorySettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
-    topic = settings.events_topic
-    await ensure_topics(settings, [topic, f"{STOCK_LEVELS_CONSUMER}.dlq"])
+    topic, orders_topic = settings.events_topic, settings.order_events_topic
+    await ensure_topics(
+        settings,
+        [topic, f"{STOCK_LEVELS_CONSUMER}.dlq", orders_topic, f"{ORDERS_CONSUMER}.dlq"],
+    )
     async with inventory(settings) as parts:
         producer = new_producer(settings)
         consumer = new_consumer(settings, STOCK_LEVELS_CONSUMER, [topic])
+        order_consumer = new_consumer(settings, ORDERS_CONSUMER, [orders_topic])
         await producer.start()
         await consumer.start()
+        await order_consumer.start()
         flash_sales = parts.flash_sales
 
         async def end_sale(timer: Timer, conn: Connection) -> None:
@@ -50,12 +57,20 @@ async def run_worker(settings: InventorySettings, stop: asyncio.Event) -> None:
                 pool=parts.pool,
                 handlers={events_pb2.StockReceived.DESCRIPTOR.full_name: project_stock_received},
             )
+            orders = ConsumerRunner(
+                name=ORDERS_CONSUMER,
+                consumer=order_consumer,
+                dead_letters=producer,
+                pool=parts.pool,
+                handlers=order_event_handlers(flash_sales),
+            )
             sale_ends = TimerWorker(pool=parts.pool, kind=SALE_END_TIMER, handler=end_sale)
             await run_all(
                 stop,
                 {
                     "relay": relay.run(stop),
                     "stock-levels": stock_levels.run(stop),
+                    "orders": orders.run(stop),
                     "sale-ends": sale_ends.run(stop),
                     "sweeper": run_periodically(
                         settings.sweep_interval_seconds, stop, flash_sales.sweep
@@ -66,6 +81,7 @@ async def run_worker(settings: InventorySettings, stop: asyncio.Event) -> None:
                 },
             )
         finally:
+            await order_consumer.stop()
             await consumer.stop()
             await producer.stop()
 

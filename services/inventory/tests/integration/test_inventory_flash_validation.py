@@ -294,3 +294,34 @@ async def test_scheduling_the_same_sale_id_twice_is_refused_and_sets_nothing_mor
             await stage.flash_sales.schedule(again)
         await unchanged_by(stage, [lambda: stage.flash_sales.schedule(again)])
         assert (await stage.status()).allocated == 5
+
+
+async def test_scheduling_the_same_sale_again_returns_it_and_keeps_its_redis_state(
+    make_inventory: InventoryFactory,
+) -> None:
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=5, received=10)
+        await stage.reserve("buyer", 1, "order-1")
+        epoch = (await stage.parts.ledger.sale(stage.merchant, stage.sale.sale_id))[1].epoch
+        events = len(await events_of(parts.pool, stage.merchant))
+
+        sale = stage.sale
+        again = await stage.flash_sales.schedule(
+            allocate(
+                stage,
+                sale_id=sale.sale_id,
+                quantity=5,
+                starts_at=sale.starts_at,
+                ends_at=sale.ends_at,
+                per_user_limit=2,
+            )
+        )
+
+        assert again == sale
+        assert (await stage.status()).allocated == 5
+        assert await stage.on_hand() == 5
+        assert len(await events_of(parts.pool, stage.merchant)) == events
+        after = (await stage.parts.ledger.sale(stage.merchant, stage.sale.sale_id))[1]
+        assert after.epoch == epoch  # Redis was not rebuilt under the live sale
+        assert await stage.flash_sales.reconcile([stage.sale]) == []

@@ -1,6 +1,7 @@
 """Inventory's gRPC API on a real in-process server over Postgres and Redis: the reserve
-path (Reserve, Confirm, Release), the reads (GetStock, GetSale, StreamStock), who may call
-what, and that no refused call moves a sale's counts."""
+path (Reserve, Confirm, Release), the reads (GetStock, GetSale, StreamStock), the sale's
+life (ScheduleSale, EndSale), who may call what, and that no refused call moves a sale's
+counts."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 import pytest_asyncio
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecommerce.inventory.v1 import inventory_pb2 as pb
 from livecommerce.inventory.v1 import inventory_pb2_grpc
+from services.inventory.adapters.codec import timestamp
 from services.inventory.application.handlers import receive_stock
 from services.inventory.bootstrap import Inventory
-from services.inventory.domain.sale import AllocateToSale
+from services.inventory.domain.sale import DEFAULT_HOLD_TTL_SECONDS, AllocateToSale
 from services.inventory.domain.stock import ReceiveStock
 from services.inventory.entrypoints.grpc import InventoryServicer
 from services.inventory.tests.conftest import Clock, InventoryFactory
@@ -739,3 +742,247 @@ async def test_stream_stock_of_an_unknown_sale_is_not_found(api: Api) -> None:
     )
 
     assert await refusal(call.read()) == grpc.StatusCode.NOT_FOUND
+
+
+# -- ScheduleSale and EndSale -------------------------------------------------------------
+
+
+async def merchant_with_stock(api: Api, on_hand: int = 10) -> str:
+    merchant = unique("merchant")
+    await receive_stock(ReceiveStock(merchant, SKU, on_hand), api.parts.stock)
+    return merchant
+
+
+def new_sale(api: Api, merchant_id: str, /, **changes: Any) -> pb.ScheduleSaleRequest:
+    """A sale of 6 units of SKU, open for an hour from a minute ago; ``changes`` override
+    (None leaves a field unset)."""
+    now = api.clock()
+    fields: dict[str, Any] = {
+        "merchant_id": merchant_id,
+        "sale_id": "drop-1",
+        "sku_id": SKU,
+        "quantity": 6,
+        "starts_at": timestamp(now - timedelta(minutes=1)),
+        "ends_at": timestamp(now + timedelta(hours=1)),
+        "per_user_limit": 3,
+        "hold_ttl_seconds": HOLD_TTL,
+    } | changes
+    return pb.ScheduleSaleRequest(**{k: v for k, v in fields.items() if v is not None})
+
+
+async def on_hand(api: Api, merchant_id: str) -> int:
+    stock = await api.service.GetStock(pb.GetStockRequest(merchant_id=merchant_id, sku_id=SKU))
+    return stock.on_hand
+
+
+async def sales_of(api: Api, merchant_id: str) -> int:
+    count: int = await api.parts.pool.fetchval(
+        "SELECT count(*) FROM flash_sales WHERE merchant_id = $1", merchant_id
+    )
+    return count
+
+
+async def test_a_service_schedules_a_sale_that_sets_units_aside_and_takes_reservations(
+    api: Api,
+) -> None:
+    merchant = await merchant_with_stock(api, 10)
+    request = new_sale(api, merchant, buckets=2)
+
+    status = await api.service.ScheduleSale(request)
+    sale = Sale(merchant, "drop-1", SKU)
+    held = await api.reserve(sale, "buyer-1", 2)
+
+    assert (status.sale_id, status.sku_id, status.state) == ("drop-1", SKU, "open")
+    assert counts_of(status) == (6, 6, 0, 0, 0)
+    assert (status.starts_at, status.ends_at) == (request.starts_at, request.ends_at)
+    assert status.per_user_limit == 3
+    assert await on_hand(api, merchant) == 4
+    assert held.outcome == RESERVED
+    assert await api.counts(sale) == (6, 4, 2, 0, 0)
+    assert (await api.parts.ledger.sale(merchant, "drop-1"))[0].buckets == 2
+
+
+async def test_scheduling_the_same_sale_again_returns_it_and_sets_nothing_more_aside(
+    api: Api,
+) -> None:
+    merchant = await merchant_with_stock(api, 10)
+    request = new_sale(api, merchant)
+    first = await api.service.ScheduleSale(request)
+    await api.reserve(Sale(merchant, "drop-1", SKU), "buyer-1", 2)
+
+    again = await api.service.ScheduleSale(request)
+    by_admin = await api.user(merchant, Role.MERCHANT_ADMIN).ScheduleSale(
+        new_sale(api, "", starts_at=request.starts_at, ends_at=request.ends_at)
+    )
+
+    assert counts_of(first) == (6, 6, 0, 0, 0)
+    assert counts_of(again) == counts_of(by_admin) == (6, 4, 2, 0, 0)
+    assert await on_hand(api, merchant) == 4
+    assert await sales_of(api, merchant) == 1
+
+
+async def test_another_definition_under_a_taken_sale_id_is_already_exists(api: Api) -> None:
+    merchant = await merchant_with_stock(api, 20)
+    request = new_sale(api, merchant)
+    await api.service.ScheduleSale(request)
+    later = timestamp(request.ends_at.ToDatetime(tzinfo=UTC) + timedelta(seconds=1))
+
+    codes = [
+        await refusal(api.service.ScheduleSale(new_sale(api, merchant, **changes)))
+        for changes in (
+            {"quantity": 7, "starts_at": request.starts_at, "ends_at": request.ends_at},
+            {"starts_at": request.starts_at, "ends_at": later},
+            {"per_user_limit": 2, "starts_at": request.starts_at, "ends_at": request.ends_at},
+            {"hold_ttl_seconds": 0, "starts_at": request.starts_at, "ends_at": request.ends_at},
+            {"buckets": 2, "starts_at": request.starts_at, "ends_at": request.ends_at},
+        )
+    ]
+
+    assert codes == [grpc.StatusCode.ALREADY_EXISTS] * 5
+    assert await on_hand(api, merchant) == 14
+
+
+async def test_concurrent_identical_schedules_set_the_units_aside_once(api: Api) -> None:
+    merchant = await merchant_with_stock(api, 10)
+    request = new_sale(api, merchant)
+
+    statuses = await asyncio.gather(*(api.service.ScheduleSale(request) for _ in range(8)))
+
+    assert {counts_of(s) for s in statuses} == {(6, 6, 0, 0, 0)}
+    assert await on_hand(api, merchant) == 4
+    assert await sales_of(api, merchant) == 1
+
+
+async def test_a_bad_sale_definition_is_invalid_argument_and_sets_nothing_aside(
+    api: Api,
+) -> None:
+    merchant = await merchant_with_stock(api, 10)
+    now = api.clock()
+    past = timestamp(now - timedelta(hours=2))
+
+    codes = [
+        await refusal(api.service.ScheduleSale(new_sale(api, merchant, **changes)))
+        for changes in (
+            {"starts_at": None},
+            {"ends_at": None},
+            {"starts_at": Timestamp(seconds=2**40)},
+            {"ends_at": Timestamp(seconds=1, nanos=-1)},
+            {"ends_at": past},
+            {"starts_at": past, "ends_at": timestamp(now - timedelta(hours=1))},
+            {"quantity": 0},
+            {"quantity": -3},
+            {"quantity": 10**12},
+            {"per_user_limit": 0},
+            {"per_user_limit": 1001},
+            {"hold_ttl_seconds": 1},
+            {"hold_ttl_seconds": -5},
+            {"buckets": -1},
+            {"buckets": 65},
+            {"quantity": 2, "buckets": 3},
+            {"sale_id": ""},
+            {"sale_id": "two words"},
+            {"sku_id": "a b"},
+            {"merchant_id": ""},
+            {"merchant_id": "bad:merchant"},
+        )
+    ]
+
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 21
+    assert await on_hand(api, merchant) == 10
+    assert await sales_of(api, merchant) == 0
+
+
+async def test_a_sale_of_an_unknown_sku_or_of_more_than_is_on_hand_is_refused(api: Api) -> None:
+    merchant = await merchant_with_stock(api, 5)
+
+    unknown = await refusal(api.service.ScheduleSale(new_sale(api, merchant, sku_id="NOPE")))
+    too_many = await refusal(api.service.ScheduleSale(new_sale(api, merchant, quantity=6)))
+    nothing = await refusal(api.service.ScheduleSale(new_sale(api, unique("merchant"), quantity=1)))
+
+    assert unknown == nothing == grpc.StatusCode.NOT_FOUND
+    assert too_many == grpc.StatusCode.FAILED_PRECONDITION
+    assert await on_hand(api, merchant) == 5
+    assert await sales_of(api, merchant) == 0
+
+
+async def test_a_sale_scheduled_without_ttl_or_buckets_gets_the_defaults(api: Api) -> None:
+    merchant = await merchant_with_stock(api, 10)
+
+    await api.service.ScheduleSale(new_sale(api, merchant, hold_ttl_seconds=0, buckets=0))
+    sale, _ = await api.parts.ledger.sale(merchant, "drop-1")
+
+    assert (sale.hold_ttl_seconds, sale.buckets) == (DEFAULT_HOLD_TTL_SECONDS, 1)
+
+
+async def test_only_services_ops_and_the_merchants_admin_may_schedule_or_end_sales(
+    api: Api,
+) -> None:
+    merchant = await merchant_with_stock(api, 20)
+    ops = api.stub(api.issuer.mint("ops-1", [Role.OPS]))
+    admin = api.user(merchant, Role.MERCHANT_ADMIN)
+    stranger = api.user(unique("merchant"), Role.MERCHANT_ADMIN)
+
+    by_ops = await ops.ScheduleSale(new_sale(api, merchant, sale_id="by-ops", quantity=1))
+    by_admin = await admin.ScheduleSale(new_sale(api, "", sale_id="by-admin", quantity=1))
+    refused = [
+        await refusal(api.user(merchant, role).ScheduleSale(new_sale(api, merchant)))
+        for role in (Role.OPERATOR, Role.HOST, Role.VIEWER)
+    ] + [
+        await refusal(api.user(merchant, role).EndSale(pb.GetSaleRequest(sale_id="by-ops")))
+        for role in (Role.OPERATOR, Role.HOST, Role.VIEWER)
+    ]
+    hidden = [
+        await refusal(stranger.ScheduleSale(new_sale(api, merchant))),
+        await refusal(stranger.EndSale(pb.GetSaleRequest(merchant_id=merchant, sale_id="by-ops"))),
+    ]
+    anonymous = [
+        await refusal(api.stub(None).ScheduleSale(new_sale(api, merchant))),
+        await refusal(api.stub(None).EndSale(pb.GetSaleRequest(sale_id="by-ops"))),
+    ]
+    ended = await admin.EndSale(pb.GetSaleRequest(sale_id="by-ops"))
+
+    assert (by_ops.sale_id, by_admin.sale_id) == ("by-ops", "by-admin")
+    assert refused == [grpc.StatusCode.PERMISSION_DENIED] * 6
+    assert hidden == [grpc.StatusCode.NOT_FOUND] * 2
+    assert anonymous == [grpc.StatusCode.UNAUTHENTICATED] * 2
+    assert ended.state == "ended"
+    assert await on_hand(api, merchant) == 19
+    assert await sales_of(api, merchant) == 2
+
+
+async def test_ending_a_sale_returns_its_unsold_units_and_ending_again_changes_nothing(
+    api: Api,
+) -> None:
+    sale = await api.open_sale(quantity=10, on_hand=15)
+    await api.reserve(sale, "buyer-1", 2, hold_id="order-1")
+    request = pb.GetSaleRequest(merchant_id=sale.merchant_id, sale_id=sale.sale_id)
+
+    ended = await api.service.EndSale(request)
+    again = await api.service.EndSale(request)
+    late = await refusal(api.reserve(sale, "buyer-2", 1))
+    await api.release(sale, "order-1")
+
+    assert (ended.state, counts_of(ended)) == ("ended", (10, 0, 2, 0, 8))
+    assert again == ended
+    assert late == grpc.StatusCode.FAILED_PRECONDITION
+    assert await api.counts(sale) == (10, 0, 0, 0, 10)
+    assert await on_hand(api, sale.merchant_id) == 15
+
+
+async def test_ending_an_unknown_or_malformed_sale_is_refused(api: Api) -> None:
+    sale = await api.open_sale()
+
+    codes = [
+        await refusal(
+            api.service.EndSale(pb.GetSaleRequest(merchant_id=sale.merchant_id, sale_id=sale_id))
+        )
+        for sale_id in ("no-such-sale", "", "two words")
+    ] + [await refusal(api.service.EndSale(pb.GetSaleRequest(sale_id=sale.sale_id)))]
+
+    assert codes == [
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ]
+    assert await api.counts(sale) == (10, 10, 0, 0, 0)

@@ -140,11 +140,26 @@ async def test_scheduling_the_same_sale_id_again_is_a_conflict_and_takes_nothing
     operators: Operators,
 ) -> None:
     merchant = await operators.merchant_with_stock(10)
-    await operators.schedule(merchant, quantity=3)
+    first = new_sale(quantity=3)
+    await operators.schedule(merchant, **first)
 
-    again = await operators.schedule(merchant, quantity=3)
+    again = await operators.schedule(merchant, **(first | {"quantity": 4}))
 
     assert_problem(again, 409, "Already exists")
+    assert await operators.on_hand(merchant) == 7
+
+
+async def test_repeating_the_same_sale_answers_it_again_and_takes_nothing_more(
+    operators: Operators,
+) -> None:
+    merchant = await operators.merchant_with_stock(10)
+    body = new_sale(quantity=3)
+    created = await operators.schedule(merchant, **body)
+
+    again = await operators.schedule(merchant, **body)
+
+    assert created.status_code == again.status_code == 201
+    assert again.json() == created.json()
     assert await operators.on_hand(merchant) == 7
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
@@ -49,7 +50,8 @@ class Seen:
 
 class StockServicer:
     """GetStock answers by SKU id: ``missing`` is not found, ``crash`` fails, ``abort``
-    aborts. Registered as a generic handler so that only the method under test exists."""
+    aborts, ``db-refused`` and ``db-dropped`` lose the database. Registered as a generic
+    handler so that only the method under test exists."""
 
     def __init__(self, seen: Seen) -> None:
         self._seen = seen
@@ -62,6 +64,10 @@ class StockServicer:
             raise NotFoundError("SKU missing not found")
         if request.sku_id == "crash":
             raise RuntimeError(f"connection failed: {SECRET}")
+        if request.sku_id == "db-refused":
+            raise ConnectionRefusedError(111, f"Connect call failed {SECRET}")
+        if request.sku_id == "db-dropped":
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(f"closed mid-call {SECRET}")
         if request.sku_id == "abort":
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, "aborted by the servicer")
         return inventory_pb2.StockLevel(
@@ -240,6 +246,19 @@ async def test_answers_an_unexpected_error_as_internal_without_revealing_it(
     assert details == "internal error; it was logged"
     assert SECRET not in details
     assert "RuntimeError" not in (failed.value.debug_error_string() or "")
+
+
+@pytest.mark.parametrize("sku_id", ["db-refused", "db-dropped"])
+async def test_answers_a_database_that_cannot_be_reached_as_unavailable(
+    server: Server, sku_id: str
+) -> None:
+    async with authenticated_channel(server.target, merchant_token) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await get_stock(channel, sku_id)
+
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert failed.value.details() == "the database is unavailable; retry later"
+    assert SECRET not in (failed.value.debug_error_string() or "")
 
 
 async def test_keeps_the_status_of_a_servicer_that_aborts_by_itself(server: Server) -> None:

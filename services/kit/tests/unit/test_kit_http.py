@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -62,6 +63,31 @@ async def raise_kit_error(name: str) -> None:
 @router.get("/crash")
 async def crash() -> None:
     raise RuntimeError(f"connection failed: {SECRET}")
+
+
+DATABASE_OUTAGES: dict[str, Exception] = {
+    "refused": ConnectionRefusedError(111, f"Connect call failed {SECRET}"),
+    "unreachable": OSError(f"Multiple exceptions: {SECRET}"),
+    "timeout": TimeoutError(),
+    "dropped": asyncpg.exceptions.ConnectionDoesNotExistError(
+        f"connection was closed in the middle of operation {SECRET}"
+    ),
+    "closed": asyncpg.InterfaceError(f"connection is closed {SECRET}"),
+    "starting": asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+    "terminated": asyncpg.exceptions.AdminShutdownError("terminating connection"),
+    "full": asyncpg.exceptions.TooManyConnectionsError("too many clients already"),
+    "failure": asyncpg.exceptions.ConnectionFailureError("connection failure"),
+}
+
+
+@router.get("/database/{outage}")
+async def lose_the_database(outage: str) -> None:
+    raise DATABASE_OUTAGES[outage]
+
+
+@router.get("/query-error")
+async def bad_query() -> None:
+    raise asyncpg.exceptions.UndefinedTableError(f"relation does not exist {SECRET}")
 
 
 @router.post("/widgets")
@@ -204,6 +230,29 @@ async def test_puts_the_request_id_header_on_a_500_too(
 
     assert response.status_code == 500
     assert response.headers.get("x-request-id") == "req-crash"
+
+
+@pytest.mark.parametrize("outage", list(DATABASE_OUTAGES))
+async def test_answers_a_database_that_cannot_be_reached_with_a_503_to_retry(
+    client: httpx.AsyncClient, logs: list[MutableMapping[str, Any]], outage: str
+) -> None:
+    response = await client.get(f"/database/{outage}", headers={"x-request-id": "req-down"})
+
+    body = assert_problem(response, 503, "Service unavailable")
+    assert body["detail"] == "the database is unavailable; retry later"
+    assert body["request_id"] == response.headers["x-request-id"] == "req-down"
+    assert SECRET not in response.text
+    [entry] = [e for e in logs if e["event"] == "database unavailable"]
+    assert (entry["log_level"], entry["path"]) == ("warning", f"/database/{outage}")
+
+
+async def test_answers_a_database_error_that_is_no_outage_with_a_500_as_before(
+    client: httpx.AsyncClient, logs: list[MutableMapping[str, Any]]
+) -> None:
+    response = await client.get("/query-error")
+
+    assert_problem(response, 500, "Internal error")
+    assert SECRET not in response.text
 
 
 async def test_accepts_a_body_that_matches_the_schema(client: httpx.AsyncClient) -> None:
