@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.kit.settings import ServiceSettings
@@ -14,3 +15,12 @@ class PromotionSettings(ServiceSettings):
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:55432/promotion"
     http_port: int = 8103
     grpc_port: int = 50103
+    inventory_grpc_target: str = "127.0.0.1:50101"
+    """Where the inventory gRPC server is (campaigns allocate their stock there)."""
+    claim_max_batch: int = Field(default=256, ge=1, le=4096)
+    """At most this many coupon claims share one Redis pipeline and one group commit."""
+    coupon_lock_seconds: int = Field(default=900, ge=10, le=86_400)
+    """How long PriceOrder locks coupons for an order that names no lock_until."""
+    order_events_topic: str = "order.events"
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    """How often the worker gives back claims Redis granted that never became durable."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&livecommerce/promotion/v1/events.proto\x12\x19livecommerce.promotion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x0bGroupOpened\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x10\n\x08offer_id\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\t\x12\x18\n\x10required_members\x18\x04 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06sku_id\x18\x06 \x01(\t\"Z\n\x0bGroupJoined\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x14\n\x0cpaid_members\x18\x04 \x01(\x05\"5\n\x0eGroupCompleted\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\torder_ids\x18\x02 \x03(\t\"B\n\x0bGroupFailed\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\torder_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&livecommerce/promotion/v1/events.proto\x12\x19livecommerce.promotion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x0bGroupOpened\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x10\n\x08offer_id\x18\x02 \x01(\t\x12\x11\n\tleader_id\x18\x03 \x01(\t\x12\x18\n\x10required_members\x18\x04 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06sku_id\x18\x06 \x01(\t\"Z\n\x0bGroupJoined\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x14\n\x0cpaid_members\x18\x04 \x01(\x05\"5\n\x0eGroupCompleted\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\torder_ids\x18\x02 \x03(\t\"B\n\x0bGroupFailed\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\torder_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\x10GroupMemberAdded\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\"I\n\x10GroupOrderPlaced\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\"n\n\x0fGroupMemberLeft\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x14\n\x0cpaid_members\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xf2\x01\n\x11GroupOfferCreated\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x19\n\x11group_price_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x18\n\x10required_members\x18\x05 \x01(\x05\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x05\x12-\n\tstarts_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x0cListPriceSet\x12\x0e\n\x06sku_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"\xd0\x01\n\x13RoomSpecialPriceSet\x12\x14\n\x0cpromotion_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12-\n\tstarts_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x01\n\x10StoreDiscountSet\x12\x14\n\x0cpromotion_id\x18\x01 \x01(\t\x12\x13\n\x0bpercent_bps\x18\x02 \x01(\x05\x12\x0f\n\x07sku_ids\x18\x03 \x03(\t\x12-\n\tstarts_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"-\n\x15PricePromotionRemoved\x12\x14\n\x0cpromotion_id\x18\x01 \x01(\t\"\xba\x04\n\x15\x43ouponTemplateCreated\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12\x0f\n\x07sku_ids\x18\x04 \x03(\t\x12.\n\nvalid_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x19\n\x0c\x61mount_minor\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0bpercent_bps\x18\t \x01(\x05H\x01\x88\x01\x01\x12\x16\n\tcap_minor\x18\n \x01(\x03H\x02\x88\x01\x01\x12\x1c\n\x0fthreshold_minor\x18\x0b \x01(\x03H\x03\x88\x01\x01\x12\x11\n\tstackable\x18\x0c \x01(\x08\x12\r\n\x05quota\x18\r \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x0e \x01(\x05\x12\x19\n\x11restore_on_refund\x18\x0f \x01(\x08\x12\x33\n\x0f\x63laim_starts_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rclaim_ends_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0f\n\r_amount_minorB\x0e\n\x0c_percent_bpsB\x0c\n\n_cap_minorB\x12\n\x10_threshold_minor\",\n\x15\x43ouponTemplateStopped\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\"I\n\rCouponClaimed\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\"e\n\x0c\x43ouponLocked\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x30\n\x0clocked_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0e\x43ouponReleased\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"5\n\x0e\x43ouponRedeemed\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"5\n\x0e\x43ouponRestored\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"\xe5\x02\n\x11\x43\x61mpaignScheduled\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12\x1e\n\x11\x66lash_price_minor\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x10\n\x08quantity\x18\x06 \x01(\x03\x12-\n\tstarts_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eper_user_limit\x18\t \x01(\x05\x12\x32\n\x0estock_opens_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10hold_ttl_seconds\x18\x0b \x01(\x05\x42\x14\n\x12_flash_price_minor\"\xa4\x01\n\x0f\x43\x61mpaignStarted\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\rCampaignEnded\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12,\n\x08\x65nded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,4 +40,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GROUPCOMPLETED']._serialized_end=406
   _globals['_GROUPFAILED']._serialized_start=408
   _globals['_GROUPFAILED']._serialized_end=474
+  _globals['_GROUPMEMBERADDED']._serialized_start=476
+  _globals['_GROUPMEMBERADDED']._serialized_end=531
+  _globals['_GROUPORDERPLACED']._serialized_start=533
+  _globals['_GROUPORDERPLACED']._serialized_end=606
+  _globals['_GROUPMEMBERLEFT']._serialized_start=608
+  _globals['_GROUPMEMBERLEFT']._serialized_end=718
+  _globals['_GROUPOFFERCREATED']._serialized_start=721
+  _globals['_GROUPOFFERCREATED']._serialized_end=963
+  _globals['_LISTPRICESET']._serialized_start=965
+  _globals['_LISTPRICESET']._serialized_end=1035
+  _globals['_ROOMSPECIALPRICESET']._serialized_start=1038
+  _globals['_ROOMSPECIALPRICESET']._serialized_end=1246
+  _globals['_STOREDISCOUNTSET']._serialized_start=1249
+  _globals['_STOREDISCOUNTSET']._serialized_end=1419
+  _globals['_PRICEPROMOTIONREMOVED']._serialized_start=1421
+  _globals['_PRICEPROMOTIONREMOVED']._serialized_end=1466
+  _globals['_COUPONTEMPLATECREATED']._serialized_start=1469
+  _globals['_COUPONTEMPLATECREATED']._serialized_end=2039
+  _globals['_COUPONTEMPLATESTOPPED']._serialized_start=2041
+  _globals['_COUPONTEMPLATESTOPPED']._serialized_end=2085
+  _globals['_COUPONCLAIMED']._serialized_start=2087
+  _globals['_COUPONCLAIMED']._serialized_end=2160
+  _globals['_COUPONLOCKED']._serialized_start=2162
+  _globals['_COUPONLOCKED']._serialized_end=2263
+  _globals['_COUPONRELEASED']._serialized_start=2265
+  _globals['_COUPONRELEASED']._serialized_end=2334
+  _globals['_COUPONREDEEMED']._serialized_start=2336
+  _globals['_COUPONREDEEMED']._serialized_end=2389
+  _globals['_COUPONRESTORED']._serialized_start=2391
+  _globals['_COUPONRESTORED']._serialized_end=2444
+  _globals['_CAMPAIGNSCHEDULED']._serialized_start=2447
+  _globals['_CAMPAIGNSCHEDULED']._serialized_end=2804
+  _globals['_CAMPAIGNSTARTED']._serialized_start=2807
+  _globals['_CAMPAIGNSTARTED']._serialized_end=2971
+  _globals['_CAMPAIGNENDED']._serialized_start=2974
+  _globals['_CAMPAIGNENDED']._serialized_end=3105
 # @@protoc_insertion_point(module_scope)

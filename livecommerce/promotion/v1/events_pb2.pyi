@@ -23,7 +23,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class GroupOpened(_message.Message):
     """Integration events the promotion service publishes on promotion.events. Group-buy events
     are on stream group:<merchant>:<group_id>. The coupon and campaign events are defined by
-    the promotion service alongside these.
+    the promotion service alongside these; the group-offer, price, coupon and campaign
+    streams are named above each group of messages.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -139,3 +140,637 @@ class GroupFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GroupFailed: _TypeAlias = GroupFailed  # noqa: Y015
+
+@_typing.final
+class GroupMemberAdded(_message.Message):
+    """A member was added to an open group (the buyer joined; the leader is a member from
+    GroupOpened on). They count towards the group once their order is paid (GroupJoined).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    member_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupMemberAdded: _TypeAlias = GroupMemberAdded  # noqa: Y015
+
+@_typing.final
+class GroupOrderPlaced(_message.Message):
+    """A member's order for the group was placed (OrderPlaced named the group)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    member_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "member_id", b"member_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupOrderPlaced: _TypeAlias = GroupOrderPlaced  # noqa: Y015
+
+@_typing.final
+class GroupMemberLeft(_message.Message):
+    """A member left: their order was cancelled, or refunded (a completed group stays completed)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAID_MEMBERS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    member_id: _builtins.str
+    order_id: _builtins.str
+    paid_members: _builtins.int
+    reason: _builtins.str
+    """cancelled | refunded"""
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        paid_members: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "member_id", b"member_id", "order_id", b"order_id", "paid_members", b"paid_members", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupMemberLeft: _TypeAlias = GroupMemberLeft  # noqa: Y015
+
+@_typing.final
+class GroupOfferCreated(_message.Message):
+    """A group-buy offer: `required_members` paid members within `duration_seconds` of opening
+    a group buy the SKU at the group price. Stream group-offer:<merchant>:<offer_id>.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFER_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    GROUP_PRICE_MINOR_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    REQUIRED_MEMBERS_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    offer_id: _builtins.str
+    sku_id: _builtins.str
+    group_price_minor: _builtins.int
+    currency: _builtins.str
+    required_members: _builtins.int
+    duration_seconds: _builtins.int
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        offer_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        group_price_minor: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        required_members: _builtins.int = ...,
+        duration_seconds: _builtins.int = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "duration_seconds", b"duration_seconds", "ends_at", b"ends_at", "group_price_minor", b"group_price_minor", "offer_id", b"offer_id", "required_members", b"required_members", "sku_id", b"sku_id", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupOfferCreated: _TypeAlias = GroupOfferCreated  # noqa: Y015
+
+@_typing.final
+class ListPriceSet(_message.Message):
+    """-- prices: stream price:<merchant>:<sku_id> ---------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    sku_id: _builtins.str
+    amount_minor: _builtins.int
+    currency: _builtins.str
+    def __init__(
+        self,
+        *,
+        sku_id: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "currency", b"currency", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPriceSet: _TypeAlias = ListPriceSet  # noqa: Y015
+
+@_typing.final
+class RoomSpecialPriceSet(_message.Message):
+    """-- price promotions: stream price-promotion:<merchant>:<promotion_id> ------------------
+
+    A special price (直播间专享价) of one SKU: in one room when room_id is set (else in any
+    room), from starts_at until ends_at when set (else always).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    sku_id: _builtins.str
+    room_id: _builtins.str
+    amount_minor: _builtins.int
+    currency: _builtins.str
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "currency", b"currency", "ends_at", b"ends_at", "promotion_id", b"promotion_id", "room_id", b"room_id", "sku_id", b"sku_id", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomSpecialPriceSet: _TypeAlias = RoomSpecialPriceSet  # noqa: Y015
+
+@_typing.final
+class StoreDiscountSet(_message.Message):
+    """A percentage off the list price of some SKUs (none: every SKU of the store)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    PERCENT_BPS_FIELD_NUMBER: _builtins.int
+    SKU_IDS_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    percent_bps: _builtins.int
+    @_builtins.property
+    def sku_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+        percent_bps: _builtins.int = ...,
+        sku_ids: _abc.Iterable[_builtins.str] | None = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "percent_bps", b"percent_bps", "promotion_id", b"promotion_id", "sku_ids", b"sku_ids", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoreDiscountSet: _TypeAlias = StoreDiscountSet  # noqa: Y015
+
+@_typing.final
+class PricePromotionRemoved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_ID_FIELD_NUMBER: _builtins.int
+    promotion_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        promotion_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion_id", b"promotion_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PricePromotionRemoved: _TypeAlias = PricePromotionRemoved  # noqa: Y015
+
+@_typing.final
+class CouponTemplateCreated(_message.Message):
+    """-- coupons: template stream coupon-template:<merchant>:<template_id>, coupon stream
+       coupon:<merchant>:<coupon_id> (the coupon id is the buyer's claim id) ---------------
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    SKU_IDS_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    PERCENT_BPS_FIELD_NUMBER: _builtins.int
+    CAP_MINOR_FIELD_NUMBER: _builtins.int
+    THRESHOLD_MINOR_FIELD_NUMBER: _builtins.int
+    STACKABLE_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
+    PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
+    RESTORE_ON_REFUND_FIELD_NUMBER: _builtins.int
+    CLAIM_STARTS_AT_FIELD_NUMBER: _builtins.int
+    CLAIM_ENDS_AT_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    kind: _builtins.str
+    """fixed_amount | percent | threshold | free_shipping"""
+    room_id: _builtins.str
+    """Empty: any room."""
+    currency: _builtins.str
+    amount_minor: _builtins.int
+    percent_bps: _builtins.int
+    cap_minor: _builtins.int
+    threshold_minor: _builtins.int
+    stackable: _builtins.bool
+    quota: _builtins.int
+    """How many coupons may be claimed in all, and by one buyer."""
+    per_user_limit: _builtins.int
+    restore_on_refund: _builtins.bool
+    """Whether a fully refunded order gives its coupons back to the buyer."""
+    @_builtins.property
+    def sku_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Empty: every SKU of the merchant."""
+
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def claim_starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def claim_ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        sku_ids: _abc.Iterable[_builtins.str] | None = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        currency: _builtins.str = ...,
+        amount_minor: _builtins.int | None = ...,
+        percent_bps: _builtins.int | None = ...,
+        cap_minor: _builtins.int | None = ...,
+        threshold_minor: _builtins.int | None = ...,
+        stackable: _builtins.bool = ...,
+        quota: _builtins.int = ...,
+        per_user_limit: _builtins.int = ...,
+        restore_on_refund: _builtins.bool = ...,
+        claim_starts_at: _timestamp_pb2.Timestamp | None = ...,
+        claim_ends_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_minor", b"_amount_minor", "_cap_minor", b"_cap_minor", "_percent_bps", b"_percent_bps", "_threshold_minor", b"_threshold_minor", "amount_minor", b"amount_minor", "cap_minor", b"cap_minor", "claim_ends_at", b"claim_ends_at", "claim_starts_at", b"claim_starts_at", "percent_bps", b"percent_bps", "threshold_minor", b"threshold_minor", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_minor", b"_amount_minor", "_cap_minor", b"_cap_minor", "_percent_bps", b"_percent_bps", "_threshold_minor", b"_threshold_minor", "amount_minor", b"amount_minor", "cap_minor", b"cap_minor", "claim_ends_at", b"claim_ends_at", "claim_starts_at", b"claim_starts_at", "currency", b"currency", "kind", b"kind", "per_user_limit", b"per_user_limit", "percent_bps", b"percent_bps", "quota", b"quota", "restore_on_refund", b"restore_on_refund", "room_id", b"room_id", "sku_ids", b"sku_ids", "stackable", b"stackable", "template_id", b"template_id", "threshold_minor", b"threshold_minor", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__amount_minor: _TypeAlias = _typing.Literal["amount_minor"]  # noqa: Y015
+    _WhichOneofArgType__amount_minor: _TypeAlias = _typing.Literal["_amount_minor", b"_amount_minor"]  # noqa: Y015
+    _WhichOneofReturnType__cap_minor: _TypeAlias = _typing.Literal["cap_minor"]  # noqa: Y015
+    _WhichOneofArgType__cap_minor: _TypeAlias = _typing.Literal["_cap_minor", b"_cap_minor"]  # noqa: Y015
+    _WhichOneofReturnType__percent_bps: _TypeAlias = _typing.Literal["percent_bps"]  # noqa: Y015
+    _WhichOneofArgType__percent_bps: _TypeAlias = _typing.Literal["_percent_bps", b"_percent_bps"]  # noqa: Y015
+    _WhichOneofReturnType__threshold_minor: _TypeAlias = _typing.Literal["threshold_minor"]  # noqa: Y015
+    _WhichOneofArgType__threshold_minor: _TypeAlias = _typing.Literal["_threshold_minor", b"_threshold_minor"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_minor) -> _WhichOneofReturnType__amount_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cap_minor) -> _WhichOneofReturnType__cap_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__percent_bps) -> _WhichOneofReturnType__percent_bps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__threshold_minor) -> _WhichOneofReturnType__threshold_minor | None: ...
+
+Global___CouponTemplateCreated: _TypeAlias = CouponTemplateCreated  # noqa: Y015
+
+@_typing.final
+class CouponTemplateStopped(_message.Message):
+    """No more claims (the merchant stopped the drop); claimed coupons stay usable."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponTemplateStopped: _TypeAlias = CouponTemplateStopped  # noqa: Y015
+
+@_typing.final
+class CouponClaimed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    template_id: _builtins.str
+    owner_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_id", b"coupon_id", "owner_id", b"owner_id", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponClaimed: _TypeAlias = CouponClaimed  # noqa: Y015
+
+@_typing.final
+class CouponLocked(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LOCKED_UNTIL_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    order_id: _builtins.str
+    @_builtins.property
+    def locked_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        locked_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["locked_until", b"locked_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_id", b"coupon_id", "locked_until", b"locked_until", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponLocked: _TypeAlias = CouponLocked  # noqa: Y015
+
+@_typing.final
+class CouponReleased(_message.Message):
+    """The lock was given up: the order was cancelled or never placed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    order_id: _builtins.str
+    reason: _builtins.str
+    """cancelled | not_placed"""
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_id", b"coupon_id", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponReleased: _TypeAlias = CouponReleased  # noqa: Y015
+
+@_typing.final
+class CouponRedeemed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_id", b"coupon_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponRedeemed: _TypeAlias = CouponRedeemed  # noqa: Y015
+
+@_typing.final
+class CouponRestored(_message.Message):
+    """The order was refunded in full and the template gives coupons back: usable again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    coupon_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        coupon_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_id", b"coupon_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponRestored: _TypeAlias = CouponRestored  # noqa: Y015
+
+@_typing.final
+class CampaignScheduled(_message.Message):
+    """-- flash-sale campaigns: stream campaign:<merchant>:<campaign_id>; the campaign id is
+       the inventory sale id ------------------------------------------------------------
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    FLASH_PRICE_MINOR_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
+    STOCK_OPENS_AT_FIELD_NUMBER: _builtins.int
+    HOLD_TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    sku_id: _builtins.str
+    room_id: _builtins.str
+    flash_price_minor: _builtins.int
+    """Not set: the line pays the list (or special) price."""
+    currency: _builtins.str
+    quantity: _builtins.int
+    per_user_limit: _builtins.int
+    hold_ttl_seconds: _builtins.int
+    """How long a buyer's inventory hold lasts unpaid; 0: inventory's default."""
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def stock_opens_at(self) -> _timestamp_pb2.Timestamp:
+        """When the inventory sale of the campaign opens: when the campaign was scheduled (or its
+        start, if that is earlier), so that the campaign can be started early. Promotion only
+        prices lines from live campaigns, so no unit is sold before the campaign starts.
+        """
+
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        flash_price_minor: _builtins.int | None = ...,
+        currency: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        per_user_limit: _builtins.int = ...,
+        stock_opens_at: _timestamp_pb2.Timestamp | None = ...,
+        hold_ttl_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_flash_price_minor", b"_flash_price_minor", "ends_at", b"ends_at", "flash_price_minor", b"flash_price_minor", "starts_at", b"starts_at", "stock_opens_at", b"stock_opens_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flash_price_minor", b"_flash_price_minor", "campaign_id", b"campaign_id", "currency", b"currency", "ends_at", b"ends_at", "flash_price_minor", b"flash_price_minor", "hold_ttl_seconds", b"hold_ttl_seconds", "per_user_limit", b"per_user_limit", "quantity", b"quantity", "room_id", b"room_id", "sku_id", b"sku_id", "starts_at", b"starts_at", "stock_opens_at", b"stock_opens_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__flash_price_minor: _TypeAlias = _typing.Literal["flash_price_minor"]  # noqa: Y015
+    _WhichOneofArgType__flash_price_minor: _TypeAlias = _typing.Literal["_flash_price_minor", b"_flash_price_minor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flash_price_minor) -> _WhichOneofReturnType__flash_price_minor | None: ...
+
+Global___CampaignScheduled: _TypeAlias = CampaignScheduled  # noqa: Y015
+
+@_typing.final
+class CampaignStarted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    sku_id: _builtins.str
+    room_id: _builtins.str
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "ends_at", b"ends_at", "room_id", b"room_id", "sku_id", b"sku_id", "started_at", b"started_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignStarted: _TypeAlias = CampaignStarted  # noqa: Y015
+
+@_typing.final
+class CampaignEnded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    sku_id: _builtins.str
+    room_id: _builtins.str
+    reason: _builtins.str
+    """stopped | finished"""
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "ended_at", b"ended_at", "reason", b"reason", "room_id", b"room_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignEnded: _TypeAlias = CampaignEnded  # noqa: Y015

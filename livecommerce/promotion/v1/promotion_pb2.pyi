@@ -71,6 +71,81 @@ COUPON_KIND_FREE_SHIPPING: CouponKind.ValueType  # 4
 Global___CouponKind: _TypeAlias = CouponKind  # noqa: Y015
 
 @_typing.final
+class CampaignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    campaign_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignRequest: _TypeAlias = CampaignRequest  # noqa: Y015
+
+@_typing.final
+class Campaign(_message.Message):
+    """A flash-sale campaign: a room sells `quantity` units of a SKU (held by the inventory sale
+    of the same id), at `flash_price` when set, between starts_at and ends_at.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FLASH_PRICE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    sku_id: _builtins.str
+    room_id: _builtins.str
+    state: _builtins.str
+    """scheduled | live | ended"""
+    quantity: _builtins.int
+    per_user_limit: _builtins.int
+    @_builtins.property
+    def flash_price(self) -> Global___Money:
+        """Not set: the list or special price applies."""
+
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        flash_price: Global___Money | None = ...,
+        quantity: _builtins.int = ...,
+        per_user_limit: _builtins.int = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "flash_price", b"flash_price", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "ends_at", b"ends_at", "flash_price", b"flash_price", "per_user_limit", b"per_user_limit", "quantity", b"quantity", "room_id", b"room_id", "sku_id", b"sku_id", "starts_at", b"starts_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Campaign: _TypeAlias = Campaign  # noqa: Y015
+
+@_typing.final
 class PriceOrderRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

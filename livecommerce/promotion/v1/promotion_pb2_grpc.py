@@ -59,6 +59,16 @@ class PromotionServiceStub:
                 request_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.SerializeToString,
                 response_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsReply.FromString,
                 _registered_method=True)
+        self.StartCampaign = channel.unary_unary(
+                '/livecommerce.promotion.v1.PromotionService/StartCampaign',
+                request_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.Campaign.FromString,
+                _registered_method=True)
+        self.StopCampaign = channel.unary_unary(
+                '/livecommerce.promotion.v1.PromotionService/StopCampaign',
+                request_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.Campaign.FromString,
+                _registered_method=True)
 
 
 class PromotionServiceServicer:
@@ -113,6 +123,26 @@ class PromotionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartCampaign(self, request, context):
+        """Start a scheduled flash-sale campaign now (the room service, when the host launches it).
+        Idempotent: a live campaign is answered as it is.
+        Callers: services and ops (merchant_id required), the merchant's merchant-admin,
+        operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
+        (the campaign has ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopCampaign(self, request, context):
+        """End a campaign now: inventory closes its sale and takes the unsold units back.
+        Idempotent: an ended campaign is answered as it is. Callers and errors as StartCampaign,
+        and UNAVAILABLE when inventory could not be reached (nothing changed; retry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromotionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +160,16 @@ def add_PromotionServiceServicer_to_server(servicer, server):
                     servicer.ReleaseCoupons,
                     request_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.FromString,
                     response_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsReply.SerializeToString,
+            ),
+            'StartCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCampaign,
+                    request_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.CampaignRequest.FromString,
+                    response_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.Campaign.SerializeToString,
+            ),
+            'StopCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopCampaign,
+                    request_deserializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.CampaignRequest.FromString,
+                    response_serializer=livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.Campaign.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +263,60 @@ class PromotionService:
             '/livecommerce.promotion.v1.PromotionService/ReleaseCoupons',
             livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsRequest.SerializeToString,
             livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.ReleaseCouponsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.promotion.v1.PromotionService/StartCampaign',
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.CampaignRequest.SerializeToString,
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/livecommerce.promotion.v1.PromotionService/StopCampaign',
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.CampaignRequest.SerializeToString,
+            livecommerce_dot_promotion_dot_v1_dot_promotion__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,

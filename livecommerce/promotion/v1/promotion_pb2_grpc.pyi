@@ -70,6 +70,18 @@ class PromotionServiceStub:
     """Undo PriceOrder's coupon lock for an order that was not placed after all (the saga's
     compensation). Idempotent; a no-op for coupons the order no longer holds.
     """
+    StartCampaign: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CampaignRequest, _promotion_pb2.Campaign]
+    """Start a scheduled flash-sale campaign now (the room service, when the host launches it).
+    Idempotent: a live campaign is answered as it is.
+    Callers: services and ops (merchant_id required), the merchant's merchant-admin,
+    operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
+    (the campaign has ended).
+    """
+    StopCampaign: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CampaignRequest, _promotion_pb2.Campaign]
+    """End a campaign now: inventory closes its sale and takes the unsold units back.
+    Idempotent: an ended campaign is answered as it is. Callers and errors as StartCampaign,
+    and UNAVAILABLE when inventory could not be reached (nothing changed; retry).
+    """
 
 @_typing.type_check_only
 class PromotionServiceAsyncStub(PromotionServiceStub):
@@ -112,6 +124,18 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     ReleaseCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReleaseCouponsRequest, _promotion_pb2.ReleaseCouponsReply]  # type: ignore[assignment]
     """Undo PriceOrder's coupon lock for an order that was not placed after all (the saga's
     compensation). Idempotent; a no-op for coupons the order no longer holds.
+    """
+    StartCampaign: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CampaignRequest, _promotion_pb2.Campaign]  # type: ignore[assignment]
+    """Start a scheduled flash-sale campaign now (the room service, when the host launches it).
+    Idempotent: a live campaign is answered as it is.
+    Callers: services and ops (merchant_id required), the merchant's merchant-admin,
+    operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
+    (the campaign has ended).
+    """
+    StopCampaign: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CampaignRequest, _promotion_pb2.Campaign]  # type: ignore[assignment]
+    """End a campaign now: inventory closes its sale and takes the unsold units back.
+    Idempotent: an ended campaign is answered as it is. Callers and errors as StartCampaign,
+    and UNAVAILABLE when inventory could not be reached (nothing changed; retry).
     """
 
 class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -170,6 +194,30 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_promotion_pb2.ReleaseCouponsReply, _abc.Awaitable[_promotion_pb2.ReleaseCouponsReply]]:
         """Undo PriceOrder's coupon lock for an order that was not placed after all (the saga's
         compensation). Idempotent; a no-op for coupons the order no longer holds.
+        """
+
+    @_abc_1.abstractmethod
+    def StartCampaign(
+        self,
+        request: _promotion_pb2.CampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.Campaign, _abc.Awaitable[_promotion_pb2.Campaign]]:
+        """Start a scheduled flash-sale campaign now (the room service, when the host launches it).
+        Idempotent: a live campaign is answered as it is.
+        Callers: services and ops (merchant_id required), the merchant's merchant-admin,
+        operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
+        (the campaign has ended).
+        """
+
+    @_abc_1.abstractmethod
+    def StopCampaign(
+        self,
+        request: _promotion_pb2.CampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.Campaign, _abc.Awaitable[_promotion_pb2.Campaign]]:
+        """End a campaign now: inventory closes its sale and takes the unsold units back.
+        Idempotent: an ended campaign is answered as it is. Callers and errors as StartCampaign,
+        and UNAVAILABLE when inventory could not be reached (nothing changed; retry).
         """
 
 def add_PromotionServiceServicer_to_server(servicer: PromotionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

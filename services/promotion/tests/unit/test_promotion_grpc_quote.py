@@ -19,7 +19,7 @@ from services.kit.identity import Role, TokenIssuer, TokenVerifier
 from services.kit.settings import Environment
 from services.promotion.adapters.protobuf import quote_from_proto, request_to_proto
 from services.promotion.domain.quote import QuoteRequest, StackingRules, quote
-from services.promotion.entrypoints.grpc import SERVICE_NAME, PromotionServicer
+from services.promotion.entrypoints.grpc import SERVICE_NAME, QuoteServicer
 from services.promotion.settings import PromotionSettings
 from services.promotion.tests.unit.quote_helpers import (
     AT,
@@ -73,7 +73,8 @@ async def api() -> AsyncIterator[Api]:
         address="127.0.0.1:0",
         verifier=TokenVerifier(settings),
         register=lambda s: promotion_pb2_grpc.add_PromotionServiceServicer_to_server(
-            PromotionServicer(), s
+            QuoteServicer(),  # type: ignore[abstract]
+            s,
         ),
         service_names=[SERVICE_NAME],
     )

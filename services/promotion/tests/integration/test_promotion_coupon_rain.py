@@ -1,0 +1,172 @@
+"""A coupon rain on the real Redis and Postgres: ten times more taps than coupons, buyers
+tapping more than once and repeating claim ids; the quota and the per-user limit hold, every
+repeat gets its first answer, and Redis and the store agree, also after Redis loses the drop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+import pytest
+
+from services.kit.errors import UnavailableError
+from services.kit.testing import unique
+from services.promotion.adapters.redis_coupons import TemplateKeys
+from services.promotion.application.coupons import ClaimResult
+from services.promotion.bootstrap import Promotion
+from services.promotion.domain.coupons import (
+    ClaimConflictError,
+    ClaimCoupon,
+    ClaimLimitReachedError,
+    ClaimNotOpenError,
+    TemplateNotFoundError,
+)
+from services.promotion.tests.conftest import Clock, PromotionFactory
+from services.promotion.tests.helpers import fixed_template
+
+QUOTA = 100
+LIMIT = 2
+TAPS = QUOTA * 10
+
+
+async def _tap(parts: Promotion, command: ClaimCoupon) -> ClaimResult | Exception:
+    """A client's tap: retried while the answer is "being recorded, retry"."""
+    for _ in range(20):
+        try:
+            return await parts.coupons.claim(command)
+        except ClaimLimitReachedError as error:
+            return error
+        except UnavailableError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"claim {command.claim_id} never answered")
+
+
+async def test_ten_times_oversubscribed_rain_hands_out_exactly_the_quota_within_the_limit(
+    make_promotion: PromotionFactory,
+) -> None:
+    merchant = unique("m")
+    async with make_promotion() as first, make_promotion() as second:
+        template = await fixed_template(first, merchant, quota=QUOTA, per_user_limit=LIMIT)
+        rng = random.Random(7)
+        users = [unique("u") for _ in range(TAPS // 3)]
+        commands = [
+            ClaimCoupon(merchant, template.template_id, rng.choice(users), unique("c"))
+            for _ in range(TAPS)
+        ]
+        repeats = rng.sample(commands, 100)
+        replicas = [first, second]
+        answers = await asyncio.gather(
+            *(_tap(replicas[i % 2], command) for i, command in enumerate([*commands, *repeats]))
+        )
+        first_answers = dict(zip([c.claim_id for c in commands], answers[:TAPS], strict=True))
+        for command, answer in zip(repeats, answers[TAPS:], strict=True):
+            again = await _tap(first, command)
+            assert type(again) is type(first_answers[command.claim_id]) is type(answer)
+            if isinstance(again, ClaimResult):
+                assert isinstance(answer, ClaimResult)
+                assert again.claimed == answer.claimed
+
+        claimed = [c for c, a in first_answers.items() if isinstance(a, ClaimResult) and a.claimed]
+        assert len(claimed) == QUOTA
+        rows = await first.pool.fetch(
+            "SELECT owner_id, count(*) AS n FROM coupons WHERE merchant_id = $1 GROUP BY owner_id",
+            merchant,
+        )
+        assert sum(r["n"] for r in rows) == QUOTA
+        assert max(r["n"] for r in rows) <= LIMIT
+        assert (await first.coupon_ledger.template(merchant, template.template_id)).claimed == QUOTA
+        events = await first.pool.fetchval(
+            "SELECT count(*) FROM events WHERE event_type LIKE '%CouponClaimed'"
+            " AND merchant_id = $1",
+            merchant,
+        )
+        assert events == QUOTA
+        snapshot = await first.coupons._stock.snapshot(merchant, template.template_id)
+        assert snapshot.remaining == 0
+        assert set(snapshot.claims) == set(claimed)
+        assert Counter(snapshot.claims.values()) == Counter({r["owner_id"]: r["n"] for r in rows})
+
+
+async def test_a_drop_redis_lost_is_rebuilt_from_the_store_and_never_exceeds_its_quota(
+    make_promotion: PromotionFactory,
+) -> None:
+    merchant = unique("m")
+    async with make_promotion() as parts:
+        template = await fixed_template(parts, merchant, quota=10, per_user_limit=1)
+        early = [
+            ClaimCoupon(merchant, template.template_id, unique("u"), unique("c")) for _ in range(6)
+        ]
+        for command in early:
+            assert (await parts.coupons.claim(command)).claimed
+        await parts.redis.delete(*TemplateKeys(merchant, template.template_id).all)
+
+        again = await parts.coupons.claim(early[0])
+        assert again.claimed
+        with pytest.raises(ClaimLimitReachedError):
+            await parts.coupons.claim(
+                ClaimCoupon(merchant, template.template_id, early[1].user_id, unique("c"))
+            )
+        late = await asyncio.gather(
+            *(
+                parts.coupons.claim(
+                    ClaimCoupon(merchant, template.template_id, unique("u"), unique("c"))
+                )
+                for _ in range(20)
+            )
+        )
+        assert sum(1 for r in late if r.claimed) == 4
+        assert (await parts.coupon_ledger.template(merchant, template.template_id)).claimed == 10
+
+
+async def test_a_claim_id_of_another_buyer_is_a_conflict_and_changes_nothing(
+    make_promotion: PromotionFactory,
+) -> None:
+    merchant = unique("m")
+    async with make_promotion() as parts:
+        template = await fixed_template(parts, merchant, quota=5)
+        claim_id = unique("c")
+        assert (
+            await parts.coupons.claim(
+                ClaimCoupon(merchant, template.template_id, "alice", claim_id)
+            )
+        ).claimed
+        with pytest.raises(ClaimConflictError):
+            await parts.coupons.claim(ClaimCoupon(merchant, template.template_id, "bob", claim_id))
+        assert (await parts.coupon_ledger.template(merchant, template.template_id)).claimed == 1
+
+
+async def test_a_stopped_drop_and_an_unknown_template_refuse_claims(
+    make_promotion: PromotionFactory,
+) -> None:
+    merchant = unique("m")
+    async with make_promotion() as parts:
+        template = await fixed_template(parts, merchant, quota=5)
+        await parts.coupons.stop(merchant, template.template_id)
+        with pytest.raises(ClaimNotOpenError):
+            await parts.coupons.claim(
+                ClaimCoupon(merchant, template.template_id, "alice", unique("c"))
+            )
+        with pytest.raises(TemplateNotFoundError):
+            await parts.coupons.claim(ClaimCoupon(merchant, unique("tpl"), "alice", unique("c")))
+
+
+async def test_a_claim_redis_granted_but_never_recorded_is_given_back_by_the_sweeper(
+    make_promotion: PromotionFactory,
+) -> None:
+    merchant = unique("m")
+    clock = Clock()
+    async with make_promotion(clock=clock) as parts:
+        template = await fixed_template(parts, merchant, quota=1)
+        lost = ClaimCoupon(merchant, template.template_id, "alice", unique("c"))
+        stock = parts.coupons._stock
+        decided = await stock.claim_many([lost], int(clock().timestamp() * 1000))
+        assert decided[0].outcome == "OK"
+        late = ClaimCoupon(merchant, template.template_id, "bob", unique("c"))
+        assert not (await parts.coupons.claim(late)).claimed
+
+        assert await parts.coupons.sweep() == 0
+        clock.advance(31)
+        assert await parts.coupons.sweep() == 1
+        assert await parts.coupons.sweep() == 0
+        assert (await parts.coupons.claim(late)).claimed
