@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status demo test unit bench lint format proto proto-check token clean
+.PHONY: install up down status demo test chaos unit bench lint format proto proto-check token clean
 
 $(STAMP): pyproject.toml constraints.txt deploy/local/bootstrap-python.sh
 	bash deploy/local/bootstrap-python.sh $(PYTHON) $(VENV)
@@ -28,6 +28,9 @@ demo: install ## Run the main job: start the stack, run the scenario, print it, 
 
 test: install lint proto-check ## Lint, then the whole suite against the real local stack
 	$(PY) -m devstack test
+
+chaos: install ## The heavy runs: full-size sale storms and fault injection (minutes)
+	LIVECOMMERCE_CHAOS=1 $(PY) -m devstack test -m chaos
 
 bench: install ## Benchmark the flash-sale reserve path (report: artifacts/bench/); ARGS="--strict"
 	$(PY) -m devstack bench $(ARGS)

@@ -98,6 +98,8 @@ class StackConfig:
                 "grpc",
                 {"PROMOTION_GRPC_PORT": "50103", "PROMOTION_METRICS_PORT": "9103"},
             ),
+            ServiceProcess("promotion", "api", {"PROMOTION_HTTP_PORT": "8103"}),
+            ServiceProcess("promotion", "worker", {"PROMOTION_METRICS_PORT": "9105"}),
             ServiceProcess(
                 "order",
                 "sandbox",
@@ -108,6 +110,8 @@ class StackConfig:
             ),
             ServiceProcess("order", "api", {"ORDER_HTTP_PORT": "8102"}),
             ServiceProcess("order", "worker", {"ORDER_METRICS_PORT": "9104"}),
+            ServiceProcess("referral", "api", {"REFERRAL_HTTP_PORT": "8106"}),
+            ServiceProcess("referral", "worker", {"REFERRAL_METRICS_PORT": "9106"}),
         ]
 
     def service_env(self, service: str) -> dict[str, str]:

@@ -158,7 +158,15 @@ def to_proto(event: d.OrderEvent, order: d.Order) -> Message:
             )
         case d.OrderRefunded():
             details = order.details
-            refunded_skus = {x.sku_id for x in event.lines}
+            this_refund = {x.sku_id: x.quantity for x in event.lines}
+            fully_refunded = {
+                line.sku_id
+                for line in details.lines
+                if line.sku_id in this_refund
+                and order.refunded_quantity(line.sku_id, including_requested=False)
+                + this_refund[line.sku_id]
+                >= line.quantity
+            }
             return pb.OrderRefunded(
                 order_id=event.order_id,
                 refund_id=event.refund_id,
@@ -168,7 +176,7 @@ def to_proto(event: d.OrderEvent, order: d.Order) -> Message:
                 currency=details.currency,
                 full=event.full,
                 before_shipping=event.before_shipping,
-                hold_ids=[x.hold_id for x in details.lines if x.sku_id in refunded_skus],
+                hold_ids=[x.hold_id for x in details.lines if x.sku_id in fully_refunded],
                 coupon_ids=list(details.coupon_ids),
                 group_id=details.group_id,
                 share_code=details.share_code,
