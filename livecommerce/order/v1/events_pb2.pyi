@@ -609,3 +609,39 @@ class PaymentRefundedAutomatically(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaymentRefundedAutomatically: _TypeAlias = PaymentRefundedAutomatically  # noqa: Y015
+
+@_typing.final
+class PaymentStarted(_message.Message):
+    """The buyer started paying: a payment was opened with the provider for the order's total."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    PAY_URL_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    payment_id: _builtins.str
+    provider: _builtins.str
+    amount_minor: _builtins.int
+    currency: _builtins.str
+    pay_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        pay_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "currency", b"currency", "order_id", b"order_id", "pay_url", b"pay_url", "payment_id", b"payment_id", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentStarted: _TypeAlias = PaymentStarted  # noqa: Y015
