@@ -63,9 +63,17 @@ async def schedule_timer(
 
 
 async def cancel_timer(conn: Connection, *, kind: str, key: str) -> bool:
-    """Cancel a pending timer; False if there was none pending."""
+    """Cancel a pending timer; False if there was none pending, or if it is firing now.
+
+    A timer being fired is locked by its worker's transaction until its handler returns;
+    a handler that cancels its own timer through another connection (its work ends what the
+    timer waits for) must not wait for that lock, or each would wait for the other. Such a
+    timer is left alone: it is marked fired when its handler returns."""
     status = await conn.execute(
-        "DELETE FROM timers WHERE kind = $1 AND key = $2 AND fired_at IS NULL", kind, key
+        "DELETE FROM timers WHERE ctid IN (SELECT ctid FROM timers WHERE kind = $1"
+        " AND key = $2 AND fired_at IS NULL FOR UPDATE SKIP LOCKED)",
+        kind,
+        key,
     )
     return status != "DELETE 0"
 

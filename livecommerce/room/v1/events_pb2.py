@@ -25,21 +25,53 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecommerce/room/v1/events.proto\x12\x14livecommerce.room.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n\rRoomScheduled\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12-\n\tstarts_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0bRoomStarted\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\tRoomEnded\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12,\n\x08\x65nded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x0cViewerJoined\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x12\n\nshare_code\x18\x04 \x01(\t\x12\r\n\x05\x65ntry\x18\x05 \x01(\t\x12-\n\tjoined_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdevice_id\x18\x07 \x01(\t\"v\n\nViewerLeft\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x17\n\x0fwatched_seconds\x18\x03 \x01(\x03\x12+\n\x07left_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!livecommerce/room/v1/events.proto\x12\x14livecommerce.room.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\rRoomScheduled\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12-\n\tstarts_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcover_url\x18\x06 \x01(\t\x12\x10\n\x08\x63hannels\x18\x07 \x03(\t\"~\n\x0fRoomRescheduled\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12-\n\tstarts_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\rRoomCancelled\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8c\x01\n\x0bRoomStarted\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x91\x01\n\tRoomEnded\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12,\n\x08\x65nded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cpeak_viewers\x18\x03 \x01(\x03\x12\x16\n\x0eunique_viewers\x18\x04 \x01(\x03\x12\x17\n\x0fwatched_seconds\x18\x05 \x01(\x03\"I\n\x14ProductAddedToLineup\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\x05\";\n\x18ProductRemovedFromLineup\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\"3\n\x0fLineupReordered\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07sku_ids\x18\x02 \x03(\t\"H\n\x13ProductShelfChanged\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\x12\x10\n\x08on_shelf\x18\x03 \x01(\x08\"0\n\rProductPinned\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\"2\n\x0fProductUnpinned\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0e\n\x06sku_id\x18\x02 \x01(\t\"=\n\tUserMuted\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x0bUserUnmuted\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"4\n\x12\x42\x61nnedWordsChanged\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\r\n\x05words\x18\x02 \x03(\t\"<\n\x0fSlowModeChanged\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x05\"\xba\x01\n\x0cViewerJoined\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x12\n\nshare_code\x18\x04 \x01(\t\x12\r\n\x05\x65ntry\x18\x05 \x01(\t\x12-\n\tjoined_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdevice_id\x18\x07 \x01(\t\x12\x10\n\x08visit_id\x18\x08 \x01(\t\"\x98\x01\n\nViewerLeft\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x17\n\x0fwatched_seconds\x18\x03 \x01(\x03\x12+\n\x07left_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08visit_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x84\x01\n\rCommentPosted\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\x12\x11\n\tviewer_id\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12-\n\tposted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x0e\x43ommentDeleted\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x12\n\ncomment_id\x18\x02 \x01(\t\x12\x12\n\ndeleted_by\x18\x03 \x01(\t\"\xea\x01\n\x08\x44rawHeld\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64raw_id\x18\x02 \x01(\t\x12\r\n\x05prize\x18\x03 \x01(\t\x12\x0e\n\x06prizes\x18\x04 \x01(\x05\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x0f\n\x07keyword\x18\x06 \x01(\t\x12\x0c\n\x04seed\x18\x07 \x01(\t\x12\x19\n\x11\x63\x61ndidates_sha256\x18\x08 \x01(\t\x12\x17\n\x0f\x63\x61ndidate_count\x18\t \x01(\x05\x12\x0f\n\x07winners\x18\n \x03(\t\x12+\n\x07held_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\x0cReminderSent\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x11\n\tviewer_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'livecommerce.room.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROOMSCHEDULED']._serialized_start=92
-  _globals['_ROOMSCHEDULED']._serialized_end=203
-  _globals['_ROOMSTARTED']._serialized_start=205
-  _globals['_ROOMSTARTED']._serialized_end=300
-  _globals['_ROOMENDED']._serialized_start=302
-  _globals['_ROOMENDED']._serialized_end=376
-  _globals['_VIEWERJOINED']._serialized_start=379
-  _globals['_VIEWERJOINED']._serialized_end=547
-  _globals['_VIEWERLEFT']._serialized_start=549
-  _globals['_VIEWERLEFT']._serialized_end=667
+  _globals['_ROOMSCHEDULED']._serialized_start=93
+  _globals['_ROOMSCHEDULED']._serialized_end=286
+  _globals['_ROOMRESCHEDULED']._serialized_start=288
+  _globals['_ROOMRESCHEDULED']._serialized_end=414
+  _globals['_ROOMCANCELLED']._serialized_start=416
+  _globals['_ROOMCANCELLED']._serialized_end=464
+  _globals['_ROOMSTARTED']._serialized_start=467
+  _globals['_ROOMSTARTED']._serialized_end=607
+  _globals['_ROOMENDED']._serialized_start=610
+  _globals['_ROOMENDED']._serialized_end=755
+  _globals['_PRODUCTADDEDTOLINEUP']._serialized_start=757
+  _globals['_PRODUCTADDEDTOLINEUP']._serialized_end=830
+  _globals['_PRODUCTREMOVEDFROMLINEUP']._serialized_start=832
+  _globals['_PRODUCTREMOVEDFROMLINEUP']._serialized_end=891
+  _globals['_LINEUPREORDERED']._serialized_start=893
+  _globals['_LINEUPREORDERED']._serialized_end=944
+  _globals['_PRODUCTSHELFCHANGED']._serialized_start=946
+  _globals['_PRODUCTSHELFCHANGED']._serialized_end=1018
+  _globals['_PRODUCTPINNED']._serialized_start=1020
+  _globals['_PRODUCTPINNED']._serialized_end=1068
+  _globals['_PRODUCTUNPINNED']._serialized_start=1070
+  _globals['_PRODUCTUNPINNED']._serialized_end=1120
+  _globals['_USERMUTED']._serialized_start=1122
+  _globals['_USERMUTED']._serialized_end=1183
+  _globals['_USERUNMUTED']._serialized_start=1185
+  _globals['_USERUNMUTED']._serialized_end=1232
+  _globals['_BANNEDWORDSCHANGED']._serialized_start=1234
+  _globals['_BANNEDWORDSCHANGED']._serialized_end=1286
+  _globals['_SLOWMODECHANGED']._serialized_start=1288
+  _globals['_SLOWMODECHANGED']._serialized_end=1348
+  _globals['_VIEWERJOINED']._serialized_start=1351
+  _globals['_VIEWERJOINED']._serialized_end=1537
+  _globals['_VIEWERLEFT']._serialized_start=1540
+  _globals['_VIEWERLEFT']._serialized_end=1692
+  _globals['_COMMENTPOSTED']._serialized_start=1695
+  _globals['_COMMENTPOSTED']._serialized_end=1827
+  _globals['_COMMENTDELETED']._serialized_start=1829
+  _globals['_COMMENTDELETED']._serialized_end=1902
+  _globals['_DRAWHELD']._serialized_start=1905
+  _globals['_DRAWHELD']._serialized_end=2139
+  _globals['_REMINDERSENT']._serialized_start=2141
+  _globals['_REMINDERSENT']._serialized_end=2267
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,10 +21,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class RoomScheduled(_message.Message):
-    """Integration events the room service publishes on room.events. Room events are on stream
-    room:<merchant>:<room_id>. The room service adds the rest of its events here
-    (ProductPinned, CommentPosted, UserMuted, DrawHeld, ReminderSent ...).
-    """
+    """-- the room: schedule and life ---------------------------------------------------------"""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -30,11 +29,23 @@ class RoomScheduled(_message.Message):
     HOST_ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    COVER_URL_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
     host_id: _builtins.str
     title: _builtins.str
+    cover_url: _builtins.str
     @_builtins.property
     def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp:
+        """Planned end of the slot the host is booked for."""
+
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """mini_program | h5 | app"""
+
     def __init__(
         self,
         *,
@@ -42,14 +53,70 @@ class RoomScheduled(_message.Message):
         host_id: _builtins.str = ...,
         title: _builtins.str = ...,
         starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        cover_url: _builtins.str = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["starts_at", b"starts_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_id", b"host_id", "room_id", b"room_id", "starts_at", b"starts_at", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "cover_url", b"cover_url", "ends_at", b"ends_at", "host_id", b"host_id", "room_id", b"room_id", "starts_at", b"starts_at", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoomScheduled: _TypeAlias = RoomScheduled  # noqa: Y015
+
+@_typing.final
+class RoomRescheduled(_message.Message):
+    """The slot moved (before the room went live)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "room_id", b"room_id", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomRescheduled: _TypeAlias = RoomRescheduled  # noqa: Y015
+
+@_typing.final
+class RoomCancelled(_message.Message):
+    """A scheduled room that will not go live; its host's slot is free again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "room_id", b"room_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomCancelled: _TypeAlias = RoomCancelled  # noqa: Y015
 
 @_typing.final
 class RoomStarted(_message.Message):
@@ -58,20 +125,26 @@ class RoomStarted(_message.Message):
     ROOM_ID_FIELD_NUMBER: _builtins.int
     HOST_ID_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
     host_id: _builtins.str
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp:
+        """The planned end of the slot from now on (moved when the room started late)."""
+
     def __init__(
         self,
         *,
         room_id: _builtins.str = ...,
         host_id: _builtins.str = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_id", b"host_id", "room_id", b"room_id", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "host_id", b"host_id", "room_id", b"room_id", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -83,7 +156,14 @@ class RoomEnded(_message.Message):
 
     ROOM_ID_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
+    PEAK_VIEWERS_FIELD_NUMBER: _builtins.int
+    UNIQUE_VIEWERS_FIELD_NUMBER: _builtins.int
+    WATCHED_SECONDS_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
+    peak_viewers: _builtins.int
+    """Figures of the stream as presence counted them."""
+    unique_viewers: _builtins.int
+    watched_seconds: _builtins.int
     @_builtins.property
     def ended_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -91,18 +171,269 @@ class RoomEnded(_message.Message):
         *,
         room_id: _builtins.str = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
+        peak_viewers: _builtins.int = ...,
+        unique_viewers: _builtins.int = ...,
+        watched_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "room_id", b"room_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "peak_viewers", b"peak_viewers", "room_id", b"room_id", "unique_viewers", b"unique_viewers", "watched_seconds", b"watched_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoomEnded: _TypeAlias = RoomEnded  # noqa: Y015
 
 @_typing.final
+class ProductAddedToLineup(_message.Message):
+    """-- line-up and pinning (room stream) ----------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    sku_id: _builtins.str
+    position: _builtins.int
+    """0-based place in the line-up after the addition."""
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["position", b"position", "room_id", b"room_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductAddedToLineup: _TypeAlias = ProductAddedToLineup  # noqa: Y015
+
+@_typing.final
+class ProductRemovedFromLineup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    sku_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_id", b"room_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductRemovedFromLineup: _TypeAlias = ProductRemovedFromLineup  # noqa: Y015
+
+@_typing.final
+class LineupReordered(_message.Message):
+    """The whole line-up in its new order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    SKU_IDS_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    @_builtins.property
+    def sku_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        sku_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_id", b"room_id", "sku_ids", b"sku_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineupReordered: _TypeAlias = LineupReordered  # noqa: Y015
+
+@_typing.final
+class ProductShelfChanged(_message.Message):
+    """A product of the line-up put on the shelf (buyable in the room) or taken off it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    ON_SHELF_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    sku_id: _builtins.str
+    on_shelf: _builtins.bool
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        on_shelf: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_shelf", b"on_shelf", "room_id", b"room_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductShelfChanged: _TypeAlias = ProductShelfChanged  # noqa: Y015
+
+@_typing.final
+class ProductPinned(_message.Message):
+    """The host is explaining this product now (at most one is pinned)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    sku_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_id", b"room_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductPinned: _TypeAlias = ProductPinned  # noqa: Y015
+
+@_typing.final
+class ProductUnpinned(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    sku_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_id", b"room_id", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductUnpinned: _TypeAlias = ProductUnpinned  # noqa: Y015
+
+@_typing.final
+class UserMuted(_message.Message):
+    """-- moderation (room stream) -------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    user_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "room_id", b"room_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserMuted: _TypeAlias = UserMuted  # noqa: Y015
+
+@_typing.final
+class UserUnmuted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_id", b"room_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserUnmuted: _TypeAlias = UserUnmuted  # noqa: Y015
+
+@_typing.final
+class BannedWordsChanged(_message.Message):
+    """The room's banned words, all of them, after the change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    WORDS_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    @_builtins.property
+    def words(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        words: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["room_id", b"room_id", "words", b"words"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BannedWordsChanged: _TypeAlias = BannedWordsChanged  # noqa: Y015
+
+@_typing.final
+class SlowModeChanged(_message.Message):
+    """One comment per viewer every `interval_seconds` (0: off)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    interval_seconds: _builtins.int
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        interval_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval_seconds", b"interval_seconds", "room_id", b"room_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SlowModeChanged: _TypeAlias = SlowModeChanged  # noqa: Y015
+
+@_typing.final
 class ViewerJoined(_message.Message):
-    """A viewer entered the room. share_code is the share link or invitation card code the
+    """-- viewers (visit stream) ---------------------------------------------------------------
+
+    A viewer entered the room. share_code is the share link or invitation card code the
     viewer came through (empty: none); referral attributes the view to its sharer.
     """
 
@@ -115,6 +446,7 @@ class ViewerJoined(_message.Message):
     ENTRY_FIELD_NUMBER: _builtins.int
     JOINED_AT_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
     viewer_id: _builtins.str
     channel: _builtins.str
@@ -124,6 +456,7 @@ class ViewerJoined(_message.Message):
     """share_link | invitation_card | "" (direct)"""
     device_id: _builtins.str
     """Device fingerprint as the client reported it (anti-fraud); empty: unknown."""
+    visit_id: _builtins.str
     @_builtins.property
     def joined_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -136,10 +469,11 @@ class ViewerJoined(_message.Message):
         entry: _builtins.str = ...,
         joined_at: _timestamp_pb2.Timestamp | None = ...,
         device_id: _builtins.str = ...,
+        visit_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["joined_at", b"joined_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "device_id", b"device_id", "entry", b"entry", "joined_at", b"joined_at", "room_id", b"room_id", "share_code", b"share_code", "viewer_id", b"viewer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "device_id", b"device_id", "entry", b"entry", "joined_at", b"joined_at", "room_id", b"room_id", "share_code", b"share_code", "viewer_id", b"viewer_id", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -153,9 +487,14 @@ class ViewerLeft(_message.Message):
     VIEWER_ID_FIELD_NUMBER: _builtins.int
     WATCHED_SECONDS_FIELD_NUMBER: _builtins.int
     LEFT_AT_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
     viewer_id: _builtins.str
     watched_seconds: _builtins.int
+    visit_id: _builtins.str
+    reason: _builtins.str
+    """left | timed_out | room_ended"""
     @_builtins.property
     def left_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -165,11 +504,168 @@ class ViewerLeft(_message.Message):
         viewer_id: _builtins.str = ...,
         watched_seconds: _builtins.int = ...,
         left_at: _timestamp_pb2.Timestamp | None = ...,
+        visit_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["left_at", b"left_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["left_at", b"left_at", "room_id", b"room_id", "viewer_id", b"viewer_id", "watched_seconds", b"watched_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["left_at", b"left_at", "reason", b"reason", "room_id", b"room_id", "viewer_id", b"viewer_id", "visit_id", b"visit_id", "watched_seconds", b"watched_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ViewerLeft: _TypeAlias = ViewerLeft  # noqa: Y015
+
+@_typing.final
+class CommentPosted(_message.Message):
+    """-- comments (comment stream) ------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    VIEWER_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    POSTED_AT_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    comment_id: _builtins.str
+    viewer_id: _builtins.str
+    text: _builtins.str
+    @_builtins.property
+    def posted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        viewer_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        posted_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["posted_at", b"posted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment_id", b"comment_id", "posted_at", b"posted_at", "room_id", b"room_id", "text", b"text", "viewer_id", b"viewer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommentPosted: _TypeAlias = CommentPosted  # noqa: Y015
+
+@_typing.final
+class CommentDeleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    DELETED_BY_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    comment_id: _builtins.str
+    deleted_by: _builtins.str
+    """The operator who deleted it."""
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        deleted_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment_id", b"comment_id", "deleted_by", b"deleted_by", "room_id", b"room_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommentDeleted: _TypeAlias = CommentDeleted  # noqa: Y015
+
+@_typing.final
+class DrawHeld(_message.Message):
+    """-- lucky draws (draw stream) ------------------------------------------------------------
+
+    A draw, auditable: the winners are exactly what `seed` draws from the sorted candidate
+    list whose SHA-256 (ids joined by "\\n") is `candidates_sha256` (see docs/room.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    DRAW_ID_FIELD_NUMBER: _builtins.int
+    PRIZE_FIELD_NUMBER: _builtins.int
+    PRIZES_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    KEYWORD_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    CANDIDATES_SHA256_FIELD_NUMBER: _builtins.int
+    CANDIDATE_COUNT_FIELD_NUMBER: _builtins.int
+    WINNERS_FIELD_NUMBER: _builtins.int
+    HELD_AT_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    draw_id: _builtins.str
+    prize: _builtins.str
+    prizes: _builtins.int
+    pool: _builtins.str
+    """present | commenters"""
+    keyword: _builtins.str
+    """For pool = commenters: the keyword the comments contained."""
+    seed: _builtins.str
+    candidates_sha256: _builtins.str
+    candidate_count: _builtins.int
+    @_builtins.property
+    def winners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def held_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        draw_id: _builtins.str = ...,
+        prize: _builtins.str = ...,
+        prizes: _builtins.int = ...,
+        pool: _builtins.str = ...,
+        keyword: _builtins.str = ...,
+        seed: _builtins.str = ...,
+        candidates_sha256: _builtins.str = ...,
+        candidate_count: _builtins.int = ...,
+        winners: _abc.Iterable[_builtins.str] | None = ...,
+        held_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["held_at", b"held_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_count", b"candidate_count", "candidates_sha256", b"candidates_sha256", "draw_id", b"draw_id", "held_at", b"held_at", "keyword", b"keyword", "pool", b"pool", "prize", b"prize", "prizes", b"prizes", "room_id", b"room_id", "seed", b"seed", "winners", b"winners"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrawHeld: _TypeAlias = DrawHeld  # noqa: Y015
+
+@_typing.final
+class ReminderSent(_message.Message):
+    """-- reminders (reminder stream) ----------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOM_ID_FIELD_NUMBER: _builtins.int
+    VIEWER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    room_id: _builtins.str
+    viewer_id: _builtins.str
+    kind: _builtins.str
+    """lead (some time before the start) | live (at go-live)"""
+    channel: _builtins.str
+    """webhook | log"""
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        room_id: _builtins.str = ...,
+        viewer_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "kind", b"kind", "room_id", b"room_id", "sent_at", b"sent_at", "viewer_id", b"viewer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReminderSent: _TypeAlias = ReminderSent  # noqa: Y015

@@ -281,3 +281,23 @@ async def test_a_timer_scheduled_in_a_rolled_back_transaction_does_not_exist(
 
     assert await TimerWorker(pool=database.pool, kind=kind, handler=handler).fire_due() == 0
     assert await timer_row(database.pool, kind, "k") is None
+
+
+async def test_a_handler_that_cancels_its_own_timer_elsewhere_does_not_wait_for_itself(
+    database: TestDatabase,
+) -> None:
+    kind = unique("deadline")
+    cancelled: list[bool] = []
+
+    async def cancels_itself(timer: Timer, conn: Connection) -> None:
+        async with database.pool.acquire() as other:
+            cancelled.append(await cancel_timer(other, kind=timer.kind, key=timer.key))
+
+    async with database.pool.acquire() as conn:
+        await schedule_timer(conn, kind=kind, key="self", due_at=past(), merchant_id="m1")
+    worker = TimerWorker(pool=database.pool, kind=kind, handler=cancels_itself)
+    assert await asyncio.wait_for(worker.fire_due(), timeout=DEADLINE_SECONDS) == 1
+    assert cancelled == [False]
+    row = await timer_row(database.pool, kind, "self")
+    assert row is not None
+    assert row["fired_at"] is not None
