@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status demo test chaos unit bench lint format proto proto-check token clean
+.PHONY: install up down status demo test chaos unit bench lint format proto proto-check token clean lock audit security
 
 $(STAMP): pyproject.toml constraints.txt deploy/local/bootstrap-python.sh
 	bash deploy/local/bootstrap-python.sh $(PYTHON) $(VENV)
@@ -32,7 +32,7 @@ test: install lint proto-check ## Lint, then the whole suite against the real lo
 chaos: install ## The heavy runs: full-size sale storms and fault injection (minutes)
 	LIVECOMMERCE_CHAOS=1 $(PY) -m devstack test -m chaos
 
-bench: install ## Benchmark the flash-sale reserve path (report: artifacts/bench/); ARGS="--strict"
+bench: install ## Benchmark the reserve path and the order checkout (artifacts/bench/); ARGS="--strict"
 	$(PY) -m devstack bench $(ARGS)
 
 unit: install ## Only the tests that need no infrastructure
@@ -52,6 +52,38 @@ proto: install ## Regenerate livecommerce/ from proto/
 
 proto-check: install ## Fail if livecommerce/ is stale against proto/
 	$(PY) -m devstack.proto check
+
+LOCK_OPTIONS := --constraint constraints.txt --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --no-header --quiet
+
+lock: install ## Rewrite requirements.lock (runtime) and requirements-dev.lock, pinned with hashes
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_OPTIONS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_OPTIONS) -o requirements-dev.lock
+
+AUDIT_LOG := .stack/pip-audit.log
+
+# pip-audit exits 1 both for vulnerabilities found and for a database it cannot reach, and
+# exits 0 having skipped every package its database does not know (a mirror without the
+# PyPI JSON API). Only found vulnerabilities fail; the other two say loudly that the audit
+# was not done, or not for every package.
+audit: install ## Vulnerability audit of the lock files (pip-audit); no database reachable: said, not failed
+	@mkdir -p $(dir $(AUDIT_LOG)); status=0; \
+	$(BIN)/pip-audit --disable-pip --progress-spinner off --desc on \
+		-r requirements.lock -r requirements-dev.lock > $(AUDIT_LOG) 2>&1 || status=$$?; \
+	cat $(AUDIT_LOG); \
+	pinned=$$(grep -cE '^[A-Za-z0-9].*==' requirements-dev.lock); \
+	skipped=$$(grep -c 'could not be audited' $(AUDIT_LOG)); \
+	if grep -qE '^Found [0-9]+ known vulnerabilit' $(AUDIT_LOG); then exit 1; fi; \
+	if [ $$status -ne 0 ]; then \
+		echo "make audit: AUDIT NOT DONE: pip-audit stopped (above; usually: its database is unreachable)"; \
+	elif [ $$skipped -ge $$pinned ]; then \
+		echo "make audit: AUDIT NOT DONE: the database knows none of the $$pinned packages"; \
+	elif [ $$skipped -gt 0 ]; then \
+		echo "make audit: $$skipped of $$pinned packages could not be audited"; \
+	fi
+
+security: install ## The security suite: tokens, roles and tenants, abuse limits, webhooks, fuzzing
+	$(PY) -m devstack test tests/security
 
 token: install ## Mint a development token: make token ARGS="--role merchant-admin --merchant m1"
 	$(PY) -m devstack token $(ARGS)

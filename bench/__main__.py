@@ -17,6 +17,7 @@ from pathlib import Path
 import uvloop
 from rich.console import Console
 
+from bench import order_checkout
 from bench.inventory_reserve import DEFAULT_OUTPUT, BenchOptions, Report, run_bench
 from bench.report import render, write_json
 from devstack.config import StackConfig
@@ -57,6 +58,11 @@ async def _until_stopped(options: BenchOptions) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench``: the reserve path, then the order checkout; ``python -m bench
+    orders ...`` runs only the checkout suite (its own options: ``orders --help``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["orders"]:
+        return order_checkout.main(argv[1:])
     args = _parser().parse_args(argv)
     configure_logging("bench", "WARNING")  # the service code's info lines are not the report
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -85,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     render(report, console)
     path = write_json(report, args.output)
     console.print(f"written: {path}")
-    return 1 if args.strict and report.missed else 0
+    orders_argv = ["--output", str(args.output.parent / "orders.json")]
+    orders_status = order_checkout.main([*orders_argv, *(["--strict"] if args.strict else [])])
+    return 1 if (args.strict and report.missed) or orders_status != 0 else 0
 
 
 if __name__ == "__main__":

