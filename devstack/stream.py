@@ -50,18 +50,21 @@ class StreamError(Exception):
 
 @dataclass(frozen=True)
 class StreamSize:
-    """How big the stream is; the defaults finish in a few minutes on two cores."""
+    """How big the stream is. The defaults take two to three minutes on two shared cores;
+    the issue's full size (5,000 viewers, 3,000 buyers on 200 units) is
+    ``--viewers 5000 --buyers 3000 --units 200 --subscribers 1000 --claimers 1000``."""
 
-    subscribers: int = 1_000
-    viewers: int = 5_000
-    buyers: int = 3_000
-    units: int = 200
-    coupons: int = 100
-    claimers: int = 1_000
+    subscribers: int = 500
+    viewers: int = 2_000
+    buyers: int = 800
+    units: int = 100
+    coupons: int = 50
+    claimers: int = 500
     concurrency: int = 200
     pay_share: float = 0.8
     refund_share: float = 0.05
-    hold_ttl_seconds: int = 45
+    hold_ttl_seconds: int = 90
+    """Long enough that no hold expires while the buyers are still tapping."""
 
     @classmethod
     def small(cls) -> StreamSize:
@@ -73,6 +76,7 @@ class StreamSize:
             coupons=20,
             claimers=80,
             concurrency=100,
+            hold_ttl_seconds=30,
         )
 
 
@@ -175,6 +179,9 @@ class Stream:
         self._limit = asyncio.Semaphore(size.concurrency)
         self.placed: list[Placed] = []
         self.late_payers: list[Placed] = []
+        self.payments_sent = asyncio.Event()
+        self.paying: list[Placed] = []
+        self.payments: list[asyncio.Task[None]] = []
 
     def _auth(self, subject: str, role: Role) -> dict[str, str]:
         token = self.issuer.mint(subject, [role], self.merchant, ttl_seconds=3 * 3600)
@@ -424,8 +431,13 @@ class Stream:
                 order_id = response.json()["order_id"]
                 if order_id not in results.setdefault(buyer.user_id, set()):
                     results[buyer.user_id].add(order_id)
-                    self.placed.append(Placed(buyer, response.json()))
+                    placed = Placed(buyer, response.json())
+                    self.placed.append(placed)
                     self.tally.holds += 1
+                    if len(self.placed) % 10 < round(self.size.pay_share * 10):
+                        # this buyer pays at once, as buyers do; the others never pay
+                        self.paying.append(placed)
+                        self.payments.append(asyncio.create_task(self.pay(placed)))
             elif response.status_code == 409:
                 self.tally.sold_out += 1
 
@@ -524,19 +536,28 @@ class Stream:
         return full, lonely, orders
 
     async def pay(self, placed: Placed) -> None:
+        """Open the payment and tap "pay"; an order whose deadline has already passed
+        refuses to open one (409), and the buyer is late."""
         payable = await self.call(
-            "POST", f"{ORDER}/v1/orders/{placed.order['order_id']}/payments", placed.buyer.auth
+            "POST",
+            f"{ORDER}/v1/orders/{placed.order['order_id']}/payments",
+            placed.buyer.auth,
+            expect=(200, 409),
         )
-        await self.call("POST", payable.json()["pay_url"], {}, {"outcome": "succeed"})
+        if payable.status_code == 200:
+            await self.call("POST", payable.json()["pay_url"], {}, {"outcome": "succeed"})
 
     async def checkout_settles(self) -> tuple[list[Placed], list[Placed], list[Placed]]:
         """Most buyers pay, the rest let the payment time out, a few paid ones refund.
         A payment that lands after its order's deadline is refunded by the order service
         (the order ends cancelled): such buyers are counted as late, not as failures."""
         self.tally.phase = "buyers pay; some let the payment time out; a few refund"
-        paying_count = round(len(self.placed) * self.size.pay_share)
-        paying, idle = self.placed[:paying_count], self.placed[paying_count:]
-        await self.fan_out(self.pay(p) for p in paying)
+        paying = self.paying
+        idle = [p for p in self.placed if p not in paying]
+        try:
+            await asyncio.gather(*self.payments)
+        finally:
+            self.payments_sent.set()
         states = await self._until_status(paying, {"paid", "cancelled"})
         payers = [p for p, state in zip(paying, states, strict=True) if state == "paid"]
         self.late_payers = [p for p in paying if p not in payers]
@@ -612,8 +633,25 @@ class Stream:
         )
         return str(order.json()["status"])
 
-    async def lucky_draw(self) -> dict[str, Any]:
+    async def lucky_draw(self, present: list[Person]) -> dict[str, Any]:
         self.tally.phase = "a lucky draw among the viewers present"
+
+        async def still_watching(viewer: Person) -> None:
+            answer = await self.call(
+                "POST",
+                f"{ROOM}/v1/rooms/{self.room}/viewers/heartbeat",
+                viewer.auth,
+                expect=(204, 409),
+            )
+            if answer.status_code == 409:  # timed out meanwhile: the app joins again
+                await self.call(
+                    "POST",
+                    f"{ROOM}/v1/rooms/{self.room}/viewers/join",
+                    viewer.auth,
+                    {"channel": "app", "share_code": "", "entry": "", "device_id": ""},
+                )
+
+        await self.fan_out(still_watching(v) for v in present)
         drawn = await self.call(
             "POST",
             f"{ROOM}/v1/rooms/{self.room}/draws",
@@ -754,10 +792,11 @@ async def run_stream(size: StreamSize, console: Console) -> Checks:
                 await stream.chat(people[: max(10, size.viewers // 10)], people[-4])
                 await stream.flash_sale_spike(people[: size.buyers])
                 settling = asyncio.create_task(stream.checkout_settles())
+                await stream.payments_sent.wait()  # buyers pay first; the rain comes after
                 await stream.coupon_rain(people[: size.claimers])
                 groups = await groups_task
                 payers, idle, refunders = await settling
-                draw = await stream.lucky_draw()
+                draw = await stream.lucky_draw(people[: max(20, size.viewers // 10)])
                 await stream.end()
                 await stream.verify(payers, idle, refunders, groups, draw)
             finally:

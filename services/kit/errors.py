@@ -69,9 +69,16 @@ class PermissionDeniedError(KitError):
 
 
 class ResourceExhaustedError(KitError):
+    """Too much, too fast: ``retry_after_seconds`` (when known) becomes the HTTP
+    ``Retry-After`` header and the gRPC ``retry-after`` trailer."""
+
     http_status = HTTPStatus.TOO_MANY_REQUESTS
     grpc_code = "RESOURCE_EXHAUSTED"
     title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_seconds: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class UnavailableError(KitError):

@@ -89,6 +89,9 @@ class StoredEvent:
     causation_id: str
     trace_context: Mapping[str, str]
     payload: bytes
+    actor: str = ""
+    """Who asked for the event (the verified caller's subject); empty for the system's own
+    work. Kept in the store for the audit trail."""
 
     def to_envelope(self, producer: str) -> Envelope:
         envelope = Envelope(
@@ -174,6 +177,7 @@ def _stored(planned: Sequence[tuple[StreamAppend, int]], first_position: int) ->
                     causation_id=context.causation_id,
                     trace_context=trace,
                     payload=event.payload,
+                    actor=context.actor,
                 )
             )
             position += 1
@@ -185,13 +189,13 @@ NOTIFY_CHANNEL = "events_appended"
 _INSERT = """
 INSERT INTO events (position, stream_id, version, event_id, event_type, aggregate_type,
                     merchant_id, occurred_at, correlation_id, causation_id, trace_context,
-                    payload)
+                    payload, actor)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
                      $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[],
-                     $11::jsonb[], $12::bytea[])
+                     $11::jsonb[], $12::bytea[], $13::text[])
 """
 EVENT_COLUMNS = """position, stream_id, version, event_id, event_type, aggregate_type, merchant_id,
-              occurred_at, correlation_id, causation_id, trace_context, payload"""
+              occurred_at, correlation_id, causation_id, trace_context, payload, actor"""
 
 
 def stored_event_from_row(row: asyncpg.Record) -> StoredEvent:
@@ -209,6 +213,7 @@ def stored_event_from_row(row: asyncpg.Record) -> StoredEvent:
         causation_id=row["causation_id"],
         trace_context=json.loads(row["trace_context"]),
         payload=row["payload"],
+        actor=row["actor"],
     )
 
 
@@ -293,6 +298,7 @@ class PostgresEventStore:
                 [e.causation_id for e in stored],
                 _trace_json(stored),
                 [e.payload for e in stored],
+                [e.actor for e in stored],
             )
         except asyncpg.UniqueViolationError as error:
             metrics.APPEND_CONFLICTS.labels(self._service).inc()

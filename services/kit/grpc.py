@@ -9,6 +9,7 @@ UNAVAILABLE. Clients add a service identity to every call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -21,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from services.kit import metrics
 from services.kit.context import MessageContext, message_context
 from services.kit.db import database_outage
-from services.kit.errors import KitError, UnauthenticatedError
+from services.kit.errors import KitError, ResourceExhaustedError, UnauthenticatedError
 from services.kit.identity import Caller, TokenVerifier
 from services.kit.logging import get_logger
 
@@ -81,14 +82,20 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler
 
-    def _enter(self, context: Context) -> MessageContext:
+    async def _enter(self, context: Context) -> MessageContext:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        _caller.set(self._verifier.verify_header(metadata.get("authorization")))
+        authorization = metadata.get("authorization")
+        if self._verifier.may_block:
+            caller = await asyncio.to_thread(self._verifier.verify_header, authorization)
+        else:
+            caller = self._verifier.verify_header(authorization)
+        _caller.set(caller)
         request_id = metadata.get("x-request-id") or ""
         correlation = metadata.get("x-correlation-id") or request_id
         return MessageContext(
             correlation_id=correlation or context.peer(),
             causation_id=request_id or correlation or context.peer(),
+            actor=caller.subject,
         )
 
     def _unary(
@@ -96,7 +103,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[[Any, Context], Awaitable[Any]]:
         async def call(request: Any, context: Context) -> Any:
             try:
-                with message_context(self._enter(context)):
+                with message_context(await self._enter(context)):
                     response = await behavior(request, context)
             except Exception as error:
                 await self._abort(method, context, error)
@@ -110,7 +117,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[[Any, Context], AsyncIterator[Any]]:
         async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             try:
-                with message_context(self._enter(context)):
+                with message_context(await self._enter(context)):
                     async for response in behavior(request, context):
                         yield response
             except Exception as error:
@@ -127,6 +134,8 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             error = outage
         if isinstance(error, KitError):
             code, detail = grpc.StatusCode[error.grpc_code], error.detail
+            if isinstance(error, ResourceExhaustedError) and error.retry_after_seconds:
+                context.set_trailing_metadata((("retry-after", str(error.retry_after_seconds)),))
         else:
             log.error("unhandled error in gRPC call", method=method, exc_info=error)
             code, detail = grpc.StatusCode.INTERNAL, "internal error; it was logged"
@@ -141,9 +150,14 @@ async def start_grpc_server(
     verifier: TokenVerifier,
     register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
+    max_message_bytes: int = 1024 * 1024,
 ) -> tuple[grpc.aio.Server, int]:
-    """Start a server with health and reflection; return it and the port it bound."""
-    server = grpc.aio.server(interceptors=[KitServerInterceptor(verifier, service)])
+    """Start a server with health and reflection; return it and the port it bound.
+    Requests larger than ``max_message_bytes`` are refused before they are parsed."""
+    server = grpc.aio.server(
+        interceptors=[KitServerInterceptor(verifier, service)],
+        options=[("grpc.max_receive_message_length", max_message_bytes)],
+    )
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

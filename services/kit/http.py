@@ -2,21 +2,24 @@
 
 It brings: a request id on every request and response (and as the correlation id of the
 events the request causes), problem+json (RFC 9457) for every error, never a traceback
-(a database that cannot be reached is a 503 to retry, not a 500),
-``/healthz`` and ``/readyz``, ``/metrics`` for Prometheus, and the verified caller as a
-typed dependency (:data:`CurrentCaller`).
+(a database that cannot be reached is a 503 to retry, not a 500), a bound on the request
+body (``http_max_body_bytes``: 413), ``/healthz`` and ``/readyz``, ``/metrics`` for
+Prometheus, and the verified caller as a typed dependency (:data:`CurrentCaller`), who is
+also recorded as the actor of every event the request causes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 from uuid import uuid4
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,9 +28,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.kit import metrics
-from services.kit.context import MessageContext, message_context
+from services.kit.context import MessageContext, bind_actor, message_context
 from services.kit.db import DATABASE_OUTAGES, DATABASE_UNAVAILABLE
-from services.kit.errors import KitError, UnauthenticatedError, UnavailableError
+from services.kit.errors import (
+    KitError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from services.kit.identity import Caller, TokenVerifier
 from services.kit.logging import get_logger
 from services.kit.settings import ServiceSettings
@@ -39,6 +47,7 @@ REQUEST_ID_HEADER = "x-request-id"
 TRACE_HEADERS = ("traceparent", "tracestate")
 """W3C trace context: carried from the request into every event it causes."""
 
+T = TypeVar("T")
 ReadinessCheck = Callable[[], Awaitable[object]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -53,8 +62,45 @@ def problem(status: int, title: str, detail: str, request: Request, **extra: Any
         "request_id": request.scope.get("request_id", ""),
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class BodyLimitMiddleware:
+    """Refuses a request body larger than ``max_bytes`` (413 problem+json): at once when
+    ``Content-Length`` says so, else when the streamed body passes the bound (chunked
+    uploads declare no length). Nothing larger is ever buffered."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self._max:
+            response = problem(413, "Request too large", self._detail(), Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def bounded() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._max:
+                    # An HTTPException, because FastAPI turns any other error raised while
+                    # it reads the body into a 400.
+                    raise StarletteHTTPException(413, self._detail())
+            return message
+
+        await self._app(scope, bounded, send)
+
+    def _detail(self) -> str:
+        return f"the request body is larger than {self._max} bytes"
 
 
 class RequestContextMiddleware:
@@ -127,17 +173,48 @@ class RequestContextMiddleware:
 _bearer = HTTPBearer(auto_error=False, description="A JWT minted by `livecommerce token`")
 
 
-def current_caller(
+async def current_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    """The verified caller, recorded as the actor of the events the request causes.
+    (Async on purpose: a sync dependency runs in a thread, whose context the request's
+    handler would not see.)"""
     if credentials is None:
         raise UnauthenticatedError("missing bearer token")
     verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(credentials.credentials)
+    if verifier.may_block:
+        caller = await asyncio.to_thread(verifier.verify, credentials.credentials)
+    else:
+        caller = verifier.verify(credentials.credentials)
+    bind_actor(caller.subject)
+    return caller
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list answer: ``?limit=&offset=`` (at most MAX_PAGE_SIZE items)."""
+
+    limit: int
+    offset: int
+
+    def of(self, items: Sequence[T]) -> list[T]:
+        return list(items[self.offset : self.offset + self.limit])
+
+
+def _page(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Page:
+    return Page(limit, offset)
+
+
+PageQuery = Annotated[Page, Depends(_page)]
 
 
 def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
@@ -147,7 +224,10 @@ def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KitError)
     async def kit_error(request: Request, error: KitError) -> JSONResponse:
-        return problem(int(error.http_status), error.title, error.detail, request)
+        response = problem(int(error.http_status), error.title, error.detail, request)
+        if isinstance(error, ResourceExhaustedError) and error.retry_after_seconds is not None:
+            response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
 
     async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
         log.warning("database unavailable", path=request.url.path, error=repr(error))
@@ -213,5 +293,6 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     return app

@@ -41,6 +41,17 @@ HTTP_LATENCY = Histogram(
 GRPC_REQUESTS = Counter(
     "livecommerce_grpc_requests_total", "gRPC calls", ["service", "method", "code"]
 )
+RATE_LIMITED = Counter(
+    "livecommerce_rate_limited_total",
+    "Requests refused by a rate limit, by the key that refused them (user, address), or"
+    " let through unchecked because Redis was unavailable (unchecked)",
+    ["service", "action", "key"],
+)
+WEBHOOK_REPLAYS = Counter(
+    "livecommerce_webhook_replays_total",
+    "Verified webhook notifications whose id was seen before (answered as a no-op)",
+    ["service", "provider"],
+)
 
 
 def serve_metrics(port: int | None) -> None:

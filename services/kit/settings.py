@@ -15,6 +15,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SIGNING_KEY = "livecommerce-development-signing-key-not-for-production"
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 class Environment(StrEnum):
@@ -51,22 +55,50 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Larger request bodies are refused (413) before they are read."""
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    grpc_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Larger gRPC requests are refused (RESOURCE_EXHAUSTED) before they are parsed."""
+    rate_limit_exempt_networks: list[str] | None = None
+    """Client networks no per-address rate limit applies to (per-user limits still do).
+    Unset: loopback in development (local load generators measure the service, not the
+    limiter), none anywhere else."""
     metrics_port: int | None = None
     """A separate Prometheus port for processes without HTTP (workers, gRPC servers)."""
 
     jwt_algorithm: str = "HS256"
+    """The one algorithm tokens may be signed with (``none`` never): HS256 with the shared
+    ``jwt_signing_key``, or RS256/ES256 (and their kin) with keys from ``jwt_jwks_url``."""
     jwt_signing_key: SecretStr = SecretStr(DEVELOPMENT_SIGNING_KEY)
     jwt_jwks_url: str | None = None
+    jwt_jwks_refresh_seconds: float = Field(default=300.0, gt=0)
+    """How long fetched keys are trusted; an unknown key id refetches at most once a
+    ``jwt_jwks_min_refetch_seconds`` (so forged key ids cannot flood the key server)."""
+    jwt_jwks_min_refetch_seconds: float = Field(default=30.0, ge=0)
     jwt_issuer: str = "livecommerce-dev"
     jwt_audience: str = "livecommerce"
-    jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    service_signing_key: SecretStr | None = None
+    """With an asymmetric ``jwt_algorithm``: the PEM private key this service signs its own
+    service-identity tokens with; its public half is published in the JWKS under
+    ``service_signing_key_id``."""
+    service_signing_key_id: str = ""
+
+    @model_validator(mode="after")
+    def _check_token_algorithm(self) -> Self:
+        if self.jwt_algorithm not in SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
+            raise ValueError(f"jwt_algorithm {self.jwt_algorithm!r} is not supported")
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_secrets_outside_development(self) -> Self:
         if self.environment is Environment.PRODUCTION:
-            if self.jwt_signing_key.get_secret_value() == DEVELOPMENT_SIGNING_KEY:
+            if self.jwt_algorithm in ASYMMETRIC_ALGORITHMS:
+                if not self.jwt_jwks_url or not self.jwt_jwks_url.startswith("https://"):
+                    raise ValueError(f"{self.jwt_algorithm} in production needs an https JWKS URL")
+            elif self.jwt_signing_key.get_secret_value() == DEVELOPMENT_SIGNING_KEY:
                 raise ValueError(
                     "the development JWT signing key is refused in production; "
                     "set a real key or a JWKS URL"
@@ -74,6 +106,14 @@ class ServiceSettings(BaseSettings):
             if self.kafka_profile is KafkaProfile.LOCAL:
                 raise ValueError("the local Kafka profile is for development only")
         return self
+
+    @property
+    def exempt_networks(self) -> list[str]:
+        if self.rate_limit_exempt_networks is not None:
+            return self.rate_limit_exempt_networks
+        if self.environment is Environment.DEVELOPMENT:
+            return ["127.0.0.0/8", "::1/128"]
+        return []
 
     @property
     def idempotent_producer(self) -> bool:

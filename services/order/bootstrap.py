@@ -36,6 +36,7 @@ class OrderService:
     views: PostgresOrderViews
     orders: Orders
     provider_name: str
+    payments: PaymentProvider
 
 
 def payment_provider(settings: OrderSettings) -> PaymentProvider:
@@ -77,6 +78,7 @@ async def order_service(
                     clock=clock,
                 ),
                 provider_name=provider.name,
+                payments=provider,
             )
         finally:
             await inventory.close()

@@ -6,6 +6,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.kit.ratelimit import LimitText, RateLimit
 from services.kit.settings import Environment, ServiceSettings
 from services.order.application.orders import OrderPolicy
 from services.order.sandbox.settings import (
@@ -37,6 +38,14 @@ class OrderSettings(ServiceSettings):
     sandbox_url: str = "http://127.0.0.1:8190"
     sandbox_api_key: SecretStr = SecretStr(DEVELOPMENT_SANDBOX_API_KEY)
     sandbox_signing_secret: SecretStr = SecretStr(DEVELOPMENT_SANDBOX_SIGNING_SECRET)
+    buy_limit_per_user: LimitText = "20/10 seconds"
+    """Order attempts one buyer may make (``limits`` notation); retries count too."""
+    buy_limit_per_address: LimitText = "600/10 seconds"
+    """Order attempts from one client address: generous, as carrier-grade NAT puts many
+    mobile buyers behind one address."""
+    notification_replay_seconds: float = Field(default=900.0, ge=60)
+    """How long a payment notification id is remembered: longer than twice the provider's
+    signed-timestamp window, so a replay the window still lets through finds its id."""
 
     @model_validator(mode="after")
     def _refuse_development_sandbox_secrets_in_production(self) -> Self:
@@ -46,6 +55,9 @@ class OrderSettings(ServiceSettings):
         ):
             raise ValueError("set ORDER_SANDBOX_API_KEY and ORDER_SANDBOX_SIGNING_SECRET")
         return self
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        return {"buy": RateLimit(self.buy_limit_per_user, self.buy_limit_per_address)}
 
     def policy(self, provider: str) -> OrderPolicy:
         return OrderPolicy(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.kit.ratelimit import LimitText, RateLimit
 from services.kit.settings import ServiceSettings
 
 
@@ -24,3 +25,12 @@ class PromotionSettings(ServiceSettings):
     order_events_topic: str = "order.events"
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     """How often the worker gives back claims Redis granted that never became durable."""
+    claim_limit_per_user: LimitText = "20/10 seconds"
+    """Coupon claims one buyer may attempt (``limits`` notation); a coupon rain is many
+    templates, so a real buyer taps several in a few seconds."""
+    claim_limit_per_address: LimitText = "1000/10 seconds"
+    """Claims from one client address: generous, as carrier-grade NAT puts many mobile
+    buyers behind one address."""
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        return {"claim": RateLimit(self.claim_limit_per_user, self.claim_limit_per_address)}

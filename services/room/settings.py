@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.kit.settings import ServiceSettings
+from services.kit.ratelimit import LimitText, RateLimit
+from services.kit.settings import Environment, ServiceSettings
+
+DEVELOPMENT_WEBHOOK_SECRET = "livecommerce-development-webhook-secret"  # noqa: S105 - refused in production
 
 
 class RoomSettings(ServiceSettings):
@@ -54,6 +59,22 @@ class RoomSettings(ServiceSettings):
     """The lead reminder goes this long before a room's start (0: only the go-live one)."""
     reminder_webhook_url: str | None = None
     """Where reminders are POSTed (signed); unset: reminders are written to the log."""
-    reminder_webhook_secret: SecretStr = SecretStr("livecommerce-development-webhook-secret")
+    reminder_webhook_secret: SecretStr = SecretStr(DEVELOPMENT_WEBHOOK_SECRET)
     reminder_delivery_interval_seconds: float = Field(default=1.0, gt=0)
     reminder_batch: int = Field(default=100, ge=1, le=1000)
+
+    comment_limit_per_user: LimitText = "5/10 seconds"
+    """How often one viewer may comment (a bot flooding the chat is refused with 429)."""
+    comment_limit_per_address: LimitText = "300/10 seconds"
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        return {"comment": RateLimit(self.comment_limit_per_user, self.comment_limit_per_address)}
+
+    @model_validator(mode="after")
+    def _refuse_development_secret_in_production(self) -> Self:
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.reminder_webhook_secret.get_secret_value() == DEVELOPMENT_WEBHOOK_SECRET
+        ):
+            raise ValueError("set ROOM_REMINDER_WEBHOOK_SECRET: the development one is public")
+        return self

@@ -189,6 +189,7 @@ async def serve_grpc(settings: InventorySettings, stop: asyncio.Event) -> None:
                 servicer, s
             ),
             service_names=[pb.DESCRIPTOR.services_by_name["InventoryService"].full_name],
+            max_message_bytes=settings.grpc_max_message_bytes,
         )
         restocks = asyncio.create_task(
             forget_sold_out_on_restock(parts.redis, parts.flash_sales.sold_out, stop)

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import uuid4
 
-from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field
 
 from livecommerce.order.v1 import events_pb2
+from services.kit import metrics
+from services.kit.context import bind_actor
 from services.kit.errors import NotFoundError
+from services.kit.eventstore import utcnow
 from services.kit.http import CurrentCaller, add_readiness_check, create_app
 from services.kit.identity import Caller, Role
+from services.kit.nonces import NonceStore
+from services.kit.ratelimit import install_rate_limiter, limit_rate
+from services.kit.redis import create_redis
 from services.order.application.orders import Orders, Payable
 from services.order.bootstrap import OrderService, order_service
 from services.order.domain.checkout import PlaceOrder, validate_idempotency_key
@@ -237,6 +243,7 @@ class HistoryEntry(BaseModel):
     occurred_at: datetime
     event_id: str
     correlation_id: str
+    actor: str = Field(description="Who asked for it: a user, staff or a service; empty for timers")
     data: dict[str, Any]
 
 
@@ -282,7 +289,14 @@ async def _staff_order(request: Request, order_id: str, caller: Caller) -> str:
     return merchant_id
 
 
-@router.post("/orders", status_code=201, tags=["checkout"], summary="Place an order")
+@router.post(
+    "/orders",
+    status_code=201,
+    tags=["checkout"],
+    summary="Place an order",
+    dependencies=[Depends(limit_rate("buy"))],
+    responses={429: {"description": "Too many orders from this buyer or address"}},
+)
 async def place(
     body: NewOrder,
     caller: CurrentCaller,
@@ -347,6 +361,7 @@ async def history(order_id: Id, caller: CurrentCaller, request: Request) -> list
                 occurred_at=event.occurred_at,
                 event_id=str(event.event_id),
                 correlation_id=event.correlation_id,
+                actor=event.actor,
                 data=MessageToDict(message, preserving_proto_field_name=True),
             )
         )
@@ -377,10 +392,24 @@ async def pay(order_id: Id, caller: CurrentCaller, request: Request) -> PayableO
     summary="A payment provider's signed notification (webhook)",
 )
 async def notification(provider: Id, request: Request) -> dict[str, str]:
+    """Verified (signature, then the signed timestamp's window) before anything else, then
+    recorded as the provider's doing (the actor of the events it causes); a notification id
+    already applied, or being applied, is a no-op (``replayed``): a replay inside the window
+    changes nothing, and a failed attempt gives its id back so that the provider's retry is
+    applied."""
     service = _service(request)
     if provider != service.provider_name:
         raise NotFoundError(f"no payment provider {provider}")
-    outcome = await service.orders.on_notification(dict(request.headers), await request.body())
+    headers, body = dict(request.headers), await request.body()
+    note = service.payments.verify_notification(headers, body, utcnow())
+    bind_actor(f"provider:{provider}")  # verified: the provider is who asks
+    nonces: NonceStore = request.app.state.notification_nonces
+    window = timedelta(seconds=service.settings.notification_replay_seconds)
+    async with nonces.first_time(f"{provider}:{note.notification_id}", window) as first:
+        if not first:
+            metrics.WEBHOOK_REPLAYS.labels(service.settings.service_name, provider).inc()
+            return {"outcome": "replayed"}
+        outcome = await service.orders.on_notification(headers, body)
     return {"outcome": outcome}
 
 
@@ -470,9 +499,16 @@ async def receive_return(
 def create_http_app(settings: OrderSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with order_service(settings) as service:
-            app.state.order = service
-            add_readiness_check(app, "postgres", lambda: service.pool.fetchval("SELECT 1"))
-            yield
+        redis = create_redis(settings.redis_url)
+        try:
+            async with order_service(settings) as service:
+                app.state.order = service
+                install_rate_limiter(app, redis, settings, settings.rate_limits())
+                app.state.notification_nonces = NonceStore(redis, settings.service_name)
+                add_readiness_check(app, "postgres", lambda: service.pool.fetchval("SELECT 1"))
+                add_readiness_check(app, "redis", redis.ping)
+                yield
+        finally:
+            await redis.aclose()
 
     return create_app(settings, title="Order", routers=[router], lifespan=lifespan)

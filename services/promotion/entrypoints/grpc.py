@@ -132,6 +132,7 @@ async def serve_grpc(settings: PromotionSettings, stop: asyncio.Event) -> None:
                 servicer, s
             ),
             service_names=[SERVICE_NAME],
+            max_message_bytes=settings.grpc_max_message_bytes,
         )
         await stop.wait()
         await server.stop(grace=5)

@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from pydantic import AwareDatetime, BaseModel, Field
 
-from services.kit.http import CurrentCaller, add_readiness_check, create_app
+from services.kit.http import CurrentCaller, PageQuery, add_readiness_check, create_app
 from services.kit.identity import Caller, Role
+from services.kit.ratelimit import install_rate_limiter, limit_rate
 from services.kit.tenancy import MAX_ID_LENGTH, MERCHANT_ID_PATTERN
 from services.promotion.bootstrap import Promotion, promotion
 from services.promotion.domain.campaigns import (
@@ -376,9 +377,11 @@ async def set_store_discount(
 
 
 @merchant.get("/price-promotions", summary="The merchant's price promotions")
-async def price_promotions(caller: CurrentCaller, request: Request) -> list[PricePromotionView]:
+async def price_promotions(
+    caller: CurrentCaller, request: Request, page: PageQuery
+) -> list[PricePromotionView]:
     found = await _parts(request).prices.all_promotions(_merchant(caller))
-    return [PricePromotionView.of(p) for p in found]
+    return [PricePromotionView.of(p) for p in page.of(found)]
 
 
 @merchant.delete("/price-promotions/{promotion_id}", summary="Remove a price promotion")
@@ -521,7 +524,10 @@ def _buyer(caller: Caller) -> str:
 
 
 @buyer.post(
-    "/coupon-templates/{template_id}/claims", summary="Claim a coupon (sold out is no error)"
+    "/coupon-templates/{template_id}/claims",
+    summary="Claim a coupon (sold out is no error)",
+    dependencies=[Depends(limit_rate("claim"))],
+    responses={429: {"description": "Too many claims from this buyer or address"}},
 )
 async def claim(
     merchant_id: MerchantId,
@@ -542,10 +548,10 @@ async def claim(
 
 @buyer.get("/coupons", summary="The caller's coupons of this merchant")
 async def my_coupons(
-    merchant_id: MerchantId, caller: CurrentCaller, request: Request
+    merchant_id: MerchantId, caller: CurrentCaller, request: Request, page: PageQuery
 ) -> list[CouponView]:
     found = await _parts(request).coupons.wallet(merchant_id, _buyer(caller))
-    return [CouponView.of(c) for c in found]
+    return [CouponView.of(c) for c in page.of(found)]
 
 
 @buyer.get("/group-offers/{offer_id}", summary="A group-buy offer")
@@ -591,10 +597,12 @@ def create_http_app(settings: PromotionSettings, parts: Promotion | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if parts is not None:
             app.state.promotion = parts
+            install_rate_limiter(app, parts.redis, settings, settings.rate_limits())
             yield
             return
         async with promotion(settings) as built:
             app.state.promotion = built
+            install_rate_limiter(app, built.redis, settings, settings.rate_limits())
             add_readiness_check(app, "postgres", lambda: built.pool.fetchval("SELECT 1"))
             add_readiness_check(app, "redis", built.redis.ping)
             yield

@@ -13,7 +13,7 @@ from uuid import uuid4
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from services.kit.http import CurrentCaller, add_readiness_check, create_app
+from services.kit.http import CurrentCaller, PageQuery, add_readiness_check, create_app
 from services.kit.identity import Caller, Role
 from services.kit.tenancy import MAX_ID_LENGTH
 from services.referral.adapters.queries import LedgerLine, ReviewRow, WithdrawalRow
@@ -254,10 +254,12 @@ async def withdraw(body: NewWithdrawal, caller: CurrentCaller, request: Request)
 
 
 @router.get("/me/withdrawals", tags=["earnings"], summary="My withdrawals")
-async def my_withdrawals(caller: CurrentCaller, request: Request) -> list[WithdrawalOut]:
+async def my_withdrawals(
+    caller: CurrentCaller, request: Request, page: PageQuery
+) -> list[WithdrawalOut]:
     merchant_id = _user(caller)
     found = await _parts(request).queries.withdrawals(merchant_id, user_id=caller.subject)
-    return [WithdrawalOut.of(w) for w in found]
+    return [WithdrawalOut.of(w) for w in page.of(found)]
 
 
 class ProgrammeBody(BaseModel):
@@ -269,7 +271,7 @@ class ProgrammeBody(BaseModel):
     level_two_rate_bps: Bps = 0
     per_order_cap_minor: Minor = 0
     per_day_cap_minor: Minor = 0
-    excluded_promotion_kinds: list[PromotionKind] = Field(default_factory=list)
+    excluded_promotion_kinds: list[PromotionKind] = Field(default_factory=list, max_length=4)
     return_window_seconds: int = Field(
         default=DEFAULT_RETURN_WINDOW_SECONDS, ge=0, le=90 * 24 * 3600
     )
@@ -401,10 +403,12 @@ async def list_withdrawals(
     request: Request,
     merchant_id: MerchantQuery = "",
     state: Literal["requested", "approved", "rejected", "paid"] | None = None,
+    *,
+    page: PageQuery,
 ) -> list[WithdrawalOut]:
     merchant = _merchant(caller, merchant_id)
     found = await _parts(request).queries.withdrawals(merchant, state=state)
-    return [WithdrawalOut.of(w) for w in found]
+    return [WithdrawalOut.of(w) for w in page.of(found)]
 
 
 class Decision(BaseModel):
@@ -455,10 +459,10 @@ class ReviewOut(BaseModel):
 
 @router.get("/reviews", tags=["merchant"], summary="Commissions flagged for review")
 async def reviews(
-    caller: CurrentCaller, request: Request, merchant_id: MerchantQuery = ""
+    caller: CurrentCaller, request: Request, page: PageQuery, merchant_id: MerchantQuery = ""
 ) -> list[ReviewOut]:
     merchant = _merchant(caller, merchant_id)
-    return [ReviewOut.of(r) for r in await _parts(request).queries.reviews(merchant)]
+    return [ReviewOut.of(r) for r in page.of(await _parts(request).queries.reviews(merchant))]
 
 
 class ReviewedOut(BaseModel):

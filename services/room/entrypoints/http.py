@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from services.kit.eventstore import utcnow
 from services.kit.http import CurrentCaller, add_readiness_check, create_app
+from services.kit.ratelimit import install_rate_limiter, limit_rate
 from services.kit.tenancy import MAX_ID_LENGTH
 from services.room.adapters.push import PushHub
 from services.room.application.ports import (
@@ -434,7 +435,13 @@ async def unpin(room_id: Id, caller: CurrentCaller, request: Request) -> RoomVie
 # -- comments and moderation ------------------------------------------------------------
 
 
-@router.post("/rooms/{room_id}/comments", status_code=201, tags=["comments"], summary="Comment")
+@router.post(
+    "/rooms/{room_id}/comments",
+    status_code=201,
+    tags=["comments"],
+    summary="Comment",
+    dependencies=[Depends(limit_rate("comment"))],
+)
 async def post_comment(
     room_id: Id, body: NewComment, caller: CurrentCaller, request: Request
 ) -> Comment:
@@ -617,6 +624,7 @@ def create_http_app(
             await hub.start()
             app.state.room = parts
             app.state.hub = hub
+            install_rate_limiter(app, parts.redis, settings, settings.rate_limits())
             add_readiness_check(app, "postgres", lambda: parts.pool.fetchval("SELECT 1"))
             add_readiness_check(app, "redis", parts.redis.ping)
             try:

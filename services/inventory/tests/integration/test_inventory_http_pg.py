@@ -237,6 +237,7 @@ async def test_the_service_is_ready_once_its_database_is_migrated(inventory: Inv
         "services.inventory:001_stock_levels.sql",
         "services.inventory:002_flash_sales.sql",
         "services.kit:001_kit.sql",
+        "services.kit:002_event_actor.sql",
     ]
 
 

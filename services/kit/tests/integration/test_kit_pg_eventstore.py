@@ -328,7 +328,7 @@ async def test_migrating_twice_applies_nothing_the_second_time(stack: StackEndpo
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.close()
 
-    assert first == ["services.kit:001_kit.sql"]
+    assert first == ["services.kit:001_kit.sql", "services.kit:002_event_actor.sql"]
     assert again == []
     assert with_inventory == [
         "services.inventory:001_stock_levels.sql",
@@ -363,6 +363,7 @@ async def test_concurrent_first_migrations_apply_each_file_exactly_once(
         "services.inventory:001_stock_levels.sql",
         "services.inventory:002_flash_sales.sql",
         "services.kit:001_kit.sql",
+        "services.kit:002_event_actor.sql",
     ]
     assert sorted(r["name"] for r in rows) == applied
     assert sum(1 for result in results if result) == 1
