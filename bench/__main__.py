@@ -17,7 +17,7 @@ from pathlib import Path
 import uvloop
 from rich.console import Console
 
-from bench import order_checkout
+from bench import order_checkout, promotion_claims, room_load
 from bench.inventory_reserve import DEFAULT_OUTPUT, BenchOptions, Report, run_bench
 from bench.report import render, write_json
 from devstack.config import StackConfig
@@ -58,11 +58,17 @@ async def _until_stopped(options: BenchOptions) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench``: the reserve path, then the order checkout; ``python -m bench
-    orders ...`` runs only the checkout suite (its own options: ``orders --help``)."""
+    """``python -m bench``: the reserve path, the order checkout, the coupon claims and the
+    room's join storm and broadcast; ``python -m bench orders|claims|room ...`` runs one
+    suite alone (its own options: ``python -m bench orders --help``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["orders"]:
-        return order_checkout.main(argv[1:])
+    suites = {
+        "orders": order_checkout.main,
+        "claims": promotion_claims.main,
+        "room": room_load.main,
+    }
+    if argv[:1] and argv[0] in suites:
+        return suites[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     configure_logging("bench", "WARNING")  # the service code's info lines are not the report
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -93,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(f"written: {path}")
     orders_argv = ["--output", str(args.output.parent / "orders.json")]
     orders_status = order_checkout.main([*orders_argv, *(["--strict"] if args.strict else [])])
-    return 1 if (args.strict and report.missed) or orders_status != 0 else 0
+    console.print("[bold]coupon claims against the raw Redis script[/bold]")
+    claims_status = promotion_claims.main([])
+    console.print("[bold]the room: a join storm and a broadcast to push clients[/bold]")
+    room_status = room_load.main(["--output", str(args.output.parent / "room.json")])
+    failed = orders_status or claims_status or room_status
+    return 1 if (args.strict and report.missed) or failed else 0
 
 
 if __name__ == "__main__":

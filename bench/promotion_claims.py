@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -167,7 +168,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [raw, claims, rain]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres-dsn", default="postgresql://postgres@127.0.0.1:55432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:56379/0")
@@ -175,9 +176,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--raw-requests", type=int, default=200_000)
     parser.add_argument("--quota", type=int, default=1_000)
-    for figure in asyncio.run(run(parser.parse_args())):
+    for figure in asyncio.run(run(parser.parse_args(argv))):
         print(json.dumps(figure))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,12 +6,14 @@ Every failure is one clear line on stderr and a non-zero exit, never a traceback
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -115,6 +117,60 @@ def _demo(config: StackConfig, args: argparse.Namespace) -> int:
     return run_demo(config, console, size)
 
 
+def _sale(config: StackConfig, args: argparse.Namespace) -> int:
+    from devstack.stream import StreamError, StreamSize, render_sale, run_sale
+
+    if args.units < 1 or args.buyers < 1:
+        raise StackError("sale sizes: --units and --buyers must be at least 1")
+    size = replace(StreamSize(), units=args.units, buyers=args.buyers, viewers=args.buyers)
+    try:
+        result = asyncio.run(run_sale(size, console))
+    except (StreamError, httpx.HTTPError) as error:
+        raise StackError(f"the sale failed ({type(error).__name__}): {error}") from error
+    render_sale(result, console)
+    return 1 if result.oversold else 0
+
+
+def _report(config: StackConfig, args: argparse.Namespace) -> int:
+    from devstack.stream import ANALYTICS, StreamError, fetch_review
+
+    try:
+        review = asyncio.run(fetch_review(args.room, args.merchant))
+    except (StreamError, httpx.HTTPError) as error:
+        raise StackError(f"no review of room {args.room}: {error}") from error
+    table = Table("figure", "value", title=f"review of room {args.room}")
+    for name, value in review["headline"].items():
+        table.add_row(name, str(value))
+    console.print(table)
+    base = f"{ANALYTICS}/v1/rooms/{args.room}/review"
+    console.print(f"charts: {base}.html   every figure: {base}.csv   (merchant {args.merchant})")
+    return 0
+
+
+def _reconcile(config: StackConfig, _: argparse.Namespace) -> int:
+    command = [sys.executable, "-m", "services.inventory", "reconcile"]
+    env = {**os.environ, **config.service_env("inventory")}
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+def _rebuild(config: StackConfig, args: argparse.Namespace) -> int:
+    issuer = TokenIssuer(ServiceSettings())
+    token = issuer.mint("cli", [Role.MERCHANT_ADMIN], args.merchant)
+    answer = httpx.post(
+        f"http://127.0.0.1:8101/v1/sales/{args.sale}/rebuild",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60.0,
+    )
+    if answer.status_code != 200:
+        raise StackError(f"rebuild refused ({answer.status_code}): {answer.text[:300]}")
+    found = answer.json()
+    console.print(
+        f"sale {args.sale} rebuilt in Redis from the event store; "
+        + ("Redis and the store agree" if found["in_agreement"] else f"drift: {found['drifts']}")
+    )
+    return 0 if found["in_agreement"] else 1
+
+
 def _smoke(config: StackConfig, _: argparse.Namespace) -> int:
     from devstack.demo import run_smoke
 
@@ -153,12 +209,29 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "smoke", help="the Foundation's quick smoke scenario (inventory only)"
     ).set_defaults(run=_smoke)
+    sale = commands.add_parser(
+        "sale", help="a flash-sale spike against the running stack: throughput and latency"
+    )
+    sale.add_argument("--units", type=int, default=100, help="units in the sale")
+    sale.add_argument("--buyers", type=int, default=1000, help="buyers tapping at once")
+    sale.set_defaults(run=_sale)
+    report = commands.add_parser("report", help="print a room's post-stream review")
+    report.add_argument("room", help="the room id")
+    report.add_argument("--merchant", required=True, help="the room's merchant id")
+    report.set_defaults(run=_report)
+    commands.add_parser(
+        "reconcile", help="compare Redis with the inventory event store for every live sale"
+    ).set_defaults(run=_reconcile)
+    rebuild = commands.add_parser("rebuild", help="rebuild a flash sale in Redis from events")
+    rebuild.add_argument("sale", help="the sale (campaign) id")
+    rebuild.add_argument("--merchant", required=True, help="the sale's merchant id")
+    rebuild.set_defaults(run=_rebuild)
     test = commands.add_parser("test", help="run pytest against the running stack")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
     test.set_defaults(run=_test)
     bench = commands.add_parser(
         "bench",
-        help="benchmark the reserve path (every argument goes to python -m bench)",
+        help="benchmark the reserve path and the checkout (arguments go to python -m bench)",
         add_help=False,  # --help too: it is python -m bench's
     )
     bench.set_defaults(run=_bench, bench_args=[])

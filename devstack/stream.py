@@ -825,3 +825,80 @@ def render_checks(checks: Checks, console: Console) -> None:
 
 
 Runner = Callable[[StreamSize, Console], Awaitable[Checks]]
+
+
+@dataclass(frozen=True)
+class SaleResult:
+    buyers: int
+    taps: int
+    seconds: float
+    answers: dict[str, int]
+    latencies: list[float]
+    sale: dict[str, Any]
+
+    @property
+    def oversold(self) -> int:
+        taken = int(self.sale["sold"]) + int(self.sale["held"])
+        return max(0, taken - int(self.sale["allocated"]))
+
+
+async def run_sale(size: StreamSize, console: Console) -> SaleResult:
+    """`livecommerce sale`: a flash-sale spike against the running stack: a room goes live,
+    its host launches a sale of ``size.units`` units and ``size.buyers`` buyers tap at once."""
+    limits = httpx.Limits(
+        max_connections=size.concurrency, max_keepalive_connections=size.concurrency
+    )
+    tally = Tally()
+    async with httpx.AsyncClient(timeout=120.0, limits=limits) as http:
+        await wait_ready(http, (INVENTORY, ORDER, PROMOTION, ROOM, REFERRAL))
+        stream = Stream(http, size, tally)
+        buyers = [stream.person(f"buyer-{n}-{stream.merchant}") for n in range(size.buyers)]
+        with console.status("setting up a merchant, a room and a flash sale"):
+            await stream.set_up_shop()
+            await stream.schedule_room()
+            await stream.go_live()
+        started = time.perf_counter()
+        with console.status(f"{size.buyers} buyers tap on {size.units} units"):
+            await stream.flash_sale_spike(buyers)
+        seconds = time.perf_counter() - started
+        sale = (
+            await stream.call("GET", f"{INVENTORY}/v1/sales/{stream.flash_sale}", stream.admin)
+        ).json()
+    return SaleResult(
+        size.buyers, tally.taps, seconds, dict(tally.answers), sorted(tally.latencies), sale
+    )
+
+
+def render_sale(result: SaleResult, console: Console) -> None:
+    table = Table("figure", "value", title="flash-sale spike through the order API")
+    lat = result.latencies
+    rows = [
+        ("buyers / taps (one in seven tapped twice)", f"{result.buyers} / {result.taps}"),
+        ("answers", ", ".join(f"{k}: {v}" for k, v in sorted(result.answers.items()))),
+        ("answered per second", f"{result.taps / result.seconds:.0f}"),
+        ("latency p50 / p90 / p99", " / ".join(f"{_pct(lat, p):.0f} ms" for p in (50, 90, 99))),
+        (
+            "allocated / held / sold",
+            f"{result.sale['allocated']} / {result.sale['held']} / {result.sale['sold']}",
+        ),
+        ("oversold", str(result.oversold)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+async def fetch_review(room_id: str, merchant_id: str) -> dict[str, Any]:
+    """`livecommerce report`: the room's post-stream review from analytics."""
+    issuer = TokenIssuer(ServiceSettings())
+    token = issuer.mint("cli", [Role.MERCHANT_ADMIN], merchant_id)
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        answer = await http.get(
+            f"{ANALYTICS}/v1/rooms/{room_id}/review",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    if answer.status_code != 200:
+        detail = answer.json().get("detail", answer.text) if answer.content else answer.text
+        raise StreamError(f"analytics answered {answer.status_code}: {detail}")
+    review: dict[str, Any] = answer.json()
+    return review

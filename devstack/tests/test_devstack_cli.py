@@ -81,3 +81,29 @@ def test_compose_file_runs_the_same_infrastructure_on_the_same_ports() -> None:
 def test_an_unknown_stack_backend_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="LIVECOMMERCE_STACK must be local or compose"):
         StackConfig(root=tmp_path, backend="kubernetes")
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["sale", "--units", "0"], "--units and --buyers must be at least 1"),
+        (["demo", "--units", "0"], "demo sizes"),
+        (["demo", "--viewers", "5", "--buyers", "50"], "viewers at least buyers"),
+    ],
+)
+def test_impossible_sizes_are_refused_in_one_line_before_anything_starts(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert said in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_review_asked_for_without_its_merchant_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "room-1"])
+    assert exit_info.value.code == 2
+    assert "--merchant" in capsys.readouterr().err

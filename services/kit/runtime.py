@@ -66,6 +66,10 @@ async def serve_http(app: FastAPI, settings: ServiceSettings, stop: asyncio.Even
         log_config=None,
         access_log=False,
         lifespan="on",
+        # Longer than clients keep an idle connection (httpx: 5 s, browsers and proxies
+        # more): a server that closes first races the client's next request on that
+        # connection, which then fails with "server disconnected" (seen in tests).
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )
     server = _Server(config)
     serving = asyncio.create_task(server.serve())

@@ -65,6 +65,8 @@ class ServiceSettings(BaseSettings):
     """Client networks no per-address rate limit applies to (per-user limits still do).
     Unset: loopback in development (local load generators measure the service, not the
     limiter), none anywhere else."""
+    http_keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
+    """How long an idle HTTP connection stays open (above the clients' own idle limit)."""
     metrics_port: int | None = None
     """A separate Prometheus port for processes without HTTP (workers, gRPC servers)."""
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecommerce.inventory.v1 import events_pb2 as pb
 from services.inventory.domain import sale as sale_domain
 from services.inventory.domain import stock as stock_domain
 from services.kit.eventstore import NewEvent, StoredEvent
+from services.kit.wire import moment, timestamp
 
 AGGREGATE_SKU = "sku"
 AGGREGATE_SALE = "sale"
@@ -24,16 +23,6 @@ DomainEvent = (
     | sale_domain.HoldEvent
     | sale_domain.SaleSoldOut
 )
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def moment(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def _to_proto(event: DomainEvent) -> Message:

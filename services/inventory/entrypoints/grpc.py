@@ -9,7 +9,6 @@ from typing import Literal
 
 from livecommerce.inventory.v1 import inventory_pb2 as pb
 from livecommerce.inventory.v1 import inventory_pb2_grpc
-from services.inventory.adapters.codec import moment, timestamp
 from services.inventory.adapters.repository import EventSourcedStockRepository
 from services.inventory.application.flash_sales import FlashSales, SaleStatus
 from services.inventory.application.handlers import get_stock
@@ -25,6 +24,7 @@ from services.kit.errors import InvalidArgumentError
 from services.kit.grpc import Context, current_caller, start_grpc_server
 from services.kit.identity import Role, TokenVerifier
 from services.kit.metrics import serve_metrics
+from services.kit.wire import moment, timestamp
 
 HOLD_ROLES = (Role.SERVICE, Role.OPS)
 READ_ROLES = (Role.SERVICE, Role.OPS, Role.MERCHANT_ADMIN, Role.OPERATOR, Role.HOST)

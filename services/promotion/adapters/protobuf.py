@@ -10,12 +10,13 @@ string stands for an absent optional id (``room_id``, ``group_id``, a scope's ro
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecommerce.promotion.v1 import promotion_pb2 as pb
 from services.kit.errors import InvalidArgumentError
+from services.kit.wire import moment, timestamp
 from services.promotion.domain.money import Money
 from services.promotion.domain.quote import (
     AppliedCoupon,
@@ -64,15 +65,9 @@ def money_from_proto(message: pb.Money) -> Money:
     return Money(message.amount_minor, message.currency)
 
 
-def timestamp_to_proto(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def timestamp_from_proto(stamp: Timestamp, what: str) -> datetime:
     try:
-        return stamp.ToDatetime(tzinfo=UTC)
+        return moment(stamp)
     except (ValueError, OverflowError) as error:
         raise InvalidArgumentError(f"{what} is not a valid time") from error
 
@@ -258,8 +253,8 @@ def _template_to_proto(template: CouponTemplate) -> pb.CouponTemplate:
             room_id=template.scope.room_id or "",
             sku_ids=sorted(template.scope.sku_ids),
         ),
-        valid_from=timestamp_to_proto(template.valid_from),
-        valid_until=timestamp_to_proto(template.valid_until),
+        valid_from=timestamp(template.valid_from),
+        valid_until=timestamp(template.valid_until),
         stackable=template.stackable,
     )
     if template.amount is not None:
@@ -282,7 +277,7 @@ def request_to_proto(request: QuoteRequest, rules: StackingRules | None = None) 
         channel=request.channel,
         group_id=request.group_id or "",
         currency=request.currency,
-        at=timestamp_to_proto(request.at),
+        at=timestamp(request.at),
         lines=[
             pb.QuoteLine(
                 sku_id=line.sku_id,

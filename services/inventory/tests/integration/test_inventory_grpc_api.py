@@ -18,7 +18,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from livecommerce.inventory.v1 import inventory_pb2 as pb
 from livecommerce.inventory.v1 import inventory_pb2_grpc
-from services.inventory.adapters.codec import timestamp
 from services.inventory.application.handlers import receive_stock
 from services.inventory.bootstrap import Inventory
 from services.inventory.domain.sale import DEFAULT_HOLD_TTL_SECONDS, AllocateToSale
@@ -28,6 +27,7 @@ from services.inventory.tests.conftest import Clock, InventoryFactory
 from services.kit.grpc import authenticated_channel, start_grpc_server
 from services.kit.identity import Role, TokenIssuer, TokenVerifier
 from services.kit.testing import unique
+from services.kit.wire import timestamp
 
 if TYPE_CHECKING:
     from livecommerce.inventory.v1.inventory_pb2_grpc import InventoryServiceAsyncStub as Stub
