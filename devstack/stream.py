@@ -599,6 +599,7 @@ class Stream:
             "orders": len(self.placed) + len(group_orders),
             "paid_orders": len(payers) + len(group_orders),
             "unique_viewers": self.tally.viewers,
+            "subscribers": self.tally.subscribers,
         }
         url = f"{ANALYTICS}/v1/rooms/{self.room}/review"
         deadline = time.monotonic() + 60

@@ -635,9 +635,43 @@ class DrawHeld(_message.Message):
 Global___DrawHeld: _TypeAlias = DrawHeld  # noqa: Y015
 
 @_typing.final
-class ReminderSent(_message.Message):
-    """-- reminders (reminder stream) ----------------------------------------------------------"""
+class ReminderSubscribed(_message.Message):
+    """-- reminders (reminder stream) ----------------------------------------------------------
 
+    A viewer asked to be reminded of a room's start, or of every room of a host (target
+    "room" or "host"; target_id is the room or host id). Stream
+    subscription:<merchant>:<target>:<target_id>:<viewer>, one event each time they subscribe.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_FIELD_NUMBER: _builtins.int
+    TARGET_ID_FIELD_NUMBER: _builtins.int
+    VIEWER_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIBED_AT_FIELD_NUMBER: _builtins.int
+    target: _builtins.str
+    target_id: _builtins.str
+    viewer_id: _builtins.str
+    @_builtins.property
+    def subscribed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        target: _builtins.str = ...,
+        target_id: _builtins.str = ...,
+        viewer_id: _builtins.str = ...,
+        subscribed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscribed_at", b"subscribed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscribed_at", b"subscribed_at", "target", b"target", "target_id", b"target_id", "viewer_id", b"viewer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReminderSubscribed: _TypeAlias = ReminderSubscribed  # noqa: Y015
+
+@_typing.final
+class ReminderSent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ROOM_ID_FIELD_NUMBER: _builtins.int

@@ -111,6 +111,13 @@ def _draw(e: Envelope) -> f.Fact:
     )
 
 
+def _subscribed(e: Envelope) -> f.Fact | None:
+    m = _parse(room.ReminderSubscribed, e)
+    if m.target != "room":
+        return None  # a host's followers: no room to count them in
+    return f.ReminderSubscribed(e.merchant_id, m.target_id, m.viewer_id, _when(m.subscribed_at, e))
+
+
 def _reminder(e: Envelope) -> f.Fact:
     m = _parse(room.ReminderSent, e)
     return f.ReminderSent(e.merchant_id, m.room_id, m.viewer_id, _when(m.sent_at, e))
@@ -255,6 +262,7 @@ DECODERS: dict[str, Decoder] = {
     _name(room.ProductUnpinned): _unpinned,
     _name(room.DrawHeld): _draw,
     _name(room.ReminderSent): _reminder,
+    _name(room.ReminderSubscribed): _subscribed,
     _name(order.OrderPlaced): _placed,
     _name(order.OrderPaid): _paid,
     _name(order.OrderCancelled): _cancelled,

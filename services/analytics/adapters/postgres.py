@@ -182,7 +182,7 @@ class PostgresWriter:
     async def add_viewer(self, merchant_id: str, room_id: str, viewer_id: str) -> bool:
         return await self._insert_new("room_viewers", merchant_id, room_id, viewer_id)
 
-    async def add_subscriber(self, fact: f.ReminderSent) -> bool:
+    async def add_subscriber(self, fact: f.ReminderSent | f.ReminderSubscribed) -> bool:
         return await self._insert_new("subscribers", fact.merchant_id, fact.room_id, fact.viewer_id)
 
     async def pin(self, fact: f.ProductPinned) -> None:

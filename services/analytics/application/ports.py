@@ -60,7 +60,7 @@ class ProjectionWriter(Protocol):
     async def add_viewer(self, merchant_id: str, room_id: str, viewer_id: str) -> bool:
         """True when the viewer is new to the room."""
 
-    async def add_subscriber(self, fact: f.ReminderSent) -> bool:
+    async def add_subscriber(self, fact: f.ReminderSent | f.ReminderSubscribed) -> bool:
         """True when the viewer is new among the room's subscribers."""
 
     async def pin(self, fact: f.ProductPinned) -> None:

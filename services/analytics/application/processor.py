@@ -101,7 +101,7 @@ async def apply_fact(fact: f.Fact, w: ProjectionWriter, rooms: _Rooms) -> None:
                 await rooms.touch(fact.merchant_id, fact.room_id)
         case f.CommentPosted():
             await rooms.fold(fact.merchant_id, fact.room_id, lambda x: c.count_comment(x, fact))
-        case f.ReminderSent():
+        case f.ReminderSent() | f.ReminderSubscribed():
             first = await w.add_subscriber(fact)
             await rooms.fold(
                 fact.merchant_id,

@@ -24,6 +24,7 @@ from services.analytics.domain.facts import (
     OrderRefunded,
     ProductPinned,
     ReminderSent,
+    ReminderSubscribed,
     ViewerJoined,
 )
 
@@ -147,7 +148,9 @@ def count_comment(c: RoomCounters, fact: CommentPosted) -> RoomCounters:
     return replace(c, comments=c.comments + 1, minutes=_minute(c, fact.at, comments=1))
 
 
-def count_subscriber(c: RoomCounters, fact: ReminderSent, *, first_in_room: bool) -> RoomCounters:
+def count_subscriber(
+    c: RoomCounters, fact: ReminderSent | ReminderSubscribed, *, first_in_room: bool
+) -> RoomCounters:
     return replace(c, subscribers=c.subscribers + (1 if first_in_room else 0))
 
 

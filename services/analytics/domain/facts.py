@@ -108,6 +108,16 @@ class ReminderSent:
 
 
 @dataclass(frozen=True)
+class ReminderSubscribed:
+    """A viewer subscribed to a room's start reminder (a new subscriber of the room)."""
+
+    merchant_id: str
+    room_id: str
+    viewer_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class OrderPlaced:
     merchant_id: str
     order_id: str
@@ -277,6 +287,7 @@ Fact = (
     | ProductUnpinned
     | DrawHeld
     | ReminderSent
+    | ReminderSubscribed
     | OrderPlaced
     | OrderPaid
     | OrderCancelled

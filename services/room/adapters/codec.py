@@ -22,8 +22,16 @@ AGGREGATE_VISIT = "visit"
 AGGREGATE_COMMENT = "comment"
 AGGREGATE_DRAW = "draw"
 AGGREGATE_REMINDER = "reminder"
+AGGREGATE_SUBSCRIPTION = "subscription"
 
-DomainEvent = rm.RoomEvent | v.VisitEvent | c.CommentEvent | d.DrawHeld | r.ReminderSent
+DomainEvent = (
+    rm.RoomEvent
+    | v.VisitEvent
+    | c.CommentEvent
+    | d.DrawHeld
+    | r.ReminderSent
+    | r.ReminderSubscribed
+)
 
 
 def _stamp(at: datetime | None) -> Any:
@@ -136,6 +144,13 @@ def _to_proto(event: DomainEvent) -> Message:
                 candidate_count=event.candidate_count,
                 winners=list(event.winners),
                 held_at=_stamp(event.held_at),
+            )
+        case r.ReminderSubscribed():
+            return pb.ReminderSubscribed(
+                target=event.target.value,
+                target_id=event.target_id,
+                viewer_id=event.viewer_id,
+                subscribed_at=_stamp(event.subscribed_at),
             )
         case r.ReminderSent():
             return pb.ReminderSent(

@@ -19,14 +19,16 @@ from typing import Any
 import asyncpg
 
 from services.kit.db import Connection
-from services.kit.eventstore import EventStore, StreamAppend
+from services.kit.eventstore import EventStore, StreamAppend, utcnow
 from services.room.adapters import codec
 from services.room.domain.reminders import (
     Reminder,
     ReminderKind,
     ReminderSent,
+    ReminderSubscribed,
     SubscriptionTarget,
     reminder_stream_id,
+    subscription_stream_id,
 )
 from services.room.domain.room import Room
 
@@ -113,14 +115,39 @@ class PostgresReminders:
     async def subscribe(
         self, merchant_id: str, target: SubscriptionTarget, target_id: str, viewer_id: str
     ) -> None:
-        await self._pool.execute(
-            "INSERT INTO reminder_subscriptions (merchant_id, target, target_id, viewer_id)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            merchant_id,
-            target.value,
-            target_id,
-            viewer_id,
-        )
+        """A new subscription records ReminderSubscribed in the same transaction; asking
+        again while subscribed records nothing."""
+        stream_id = subscription_stream_id(merchant_id, target, target_id, viewer_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            added = await conn.fetchval(
+                "INSERT INTO reminder_subscriptions (merchant_id, target, target_id, viewer_id)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+                merchant_id,
+                target.value,
+                target_id,
+                viewer_id,
+            )
+            if not added:
+                return
+            version = await conn.fetchval(
+                "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+            )
+            now = utcnow()
+            await self._store.append(
+                [
+                    StreamAppend(
+                        stream_id=stream_id,
+                        aggregate_type=codec.AGGREGATE_SUBSCRIPTION,
+                        merchant_id=merchant_id,
+                        expected_version=version,
+                        events=[
+                            codec.encode(ReminderSubscribed(target, target_id, viewer_id, now), now)
+                        ],
+                    )
+                ],
+                conn=conn,
+                savepoint=False,
+            )
 
     async def unsubscribe(
         self, merchant_id: str, target: SubscriptionTarget, target_id: str, viewer_id: str

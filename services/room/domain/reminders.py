@@ -40,6 +40,20 @@ class Reminder:
 
 
 @dataclass(frozen=True)
+class ReminderSubscribed:
+    target: SubscriptionTarget
+    target_id: str
+    viewer_id: str
+    subscribed_at: datetime
+
+
+def subscription_stream_id(
+    merchant_id: str, target: SubscriptionTarget, target_id: str, viewer_id: str
+) -> str:
+    return f"subscription:{merchant_id}:{target.value}:{target_id}:{viewer_id}"
+
+
+@dataclass(frozen=True)
 class ReminderSent:
     room_id: str
     viewer_id: str

@@ -122,4 +122,16 @@ def test_every_decoded_event_type_is_a_message_of_the_contracts() -> None:
         "livecommerce.referral.v1",
     }
     assert {name.rsplit(".", 1)[0] for name in DECODERS} == packages
-    assert len(DECODERS) == 28
+    assert len(DECODERS) == 29
+
+
+def test_a_room_subscription_is_a_new_subscriber_and_a_hosts_is_not_counted_in_a_room() -> None:
+    def subscribed(target: str, target_id: str) -> room.ReminderSubscribed:
+        return room.ReminderSubscribed(
+            target=target, target_id=target_id, viewer_id="fan-1", subscribed_at=timestamp(STATED)
+        )
+
+    assert fact_of(subscribed("room", "room-1")) == f.ReminderSubscribed(
+        "m1", "room-1", "fan-1", STATED
+    )
+    assert fact_of(subscribed("host", "host-1")) is None

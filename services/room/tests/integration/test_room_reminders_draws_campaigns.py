@@ -216,3 +216,30 @@ async def test_the_host_launches_and_stops_a_campaign_and_viewers_hear_it(
         await pubsub.aclose()  # type: ignore[no-untyped-call]
     with pytest.raises(PermissionDeniedError):
         await harness.service.campaigns.start(viewer(merchant, "fan"), merchant, room_id, "flash-1")
+
+
+async def test_each_new_subscription_is_an_event_and_asking_again_while_subscribed_is_not(
+    harness: Harness,
+) -> None:
+    merchant, host = unique("m"), unique("host")
+    room_id = await scheduled_room(harness, merchant, host, minutes=30)
+    reminders = harness.service.reminders
+    fan = viewer(merchant, "fan")
+    await reminders.subscribe(fan, merchant, SubscriptionTarget.ROOM, room_id)
+    await reminders.subscribe(fan, merchant, SubscriptionTarget.ROOM, room_id)
+    await reminders.subscribe(fan, merchant, SubscriptionTarget.HOST, host)
+    await reminders.unsubscribe(fan, merchant, SubscriptionTarget.ROOM, room_id)
+    await reminders.subscribe(fan, merchant, SubscriptionTarget.ROOM, room_id)
+    rows = await harness.service.pool.fetch(
+        "SELECT stream_id, version, payload FROM events WHERE event_type = $1"
+        " AND merchant_id = $2 ORDER BY position",
+        pb.ReminderSubscribed.DESCRIPTOR.full_name,
+        merchant,
+    )
+    subscribed = [pb.ReminderSubscribed.FromString(row["payload"]) for row in rows]
+    assert [(s.target, s.target_id, s.viewer_id) for s in subscribed] == [
+        ("room", room_id, "fan"),
+        ("host", host, "fan"),
+        ("room", room_id, "fan"),
+    ]
+    assert [row["version"] for row in rows] == [1, 1, 2]
