@@ -14,6 +14,7 @@ from uuid import uuid4
 import httpx
 import pytest
 import pytest_asyncio
+from google.protobuf.message import Message
 
 from livecommerce.kit.v1.envelope_pb2 import Envelope
 from livecommerce.promotion.v1 import events_pb2 as promotion_events
@@ -293,6 +294,10 @@ async def _publish_group_failed(merchant_id: str, group_id: str, order_ids: list
     payload = promotion_events.GroupFailed(
         group_id=group_id, order_ids=order_ids, reason="deadline passed"
     )
+    await _publish_promotion_event(merchant_id, group_id, payload)
+
+
+async def _publish_promotion_event(merchant_id: str, group_id: str, payload: Message) -> None:
     envelope = Envelope(
         event_id=str(uuid4()),
         event_type=payload.DESCRIPTOR.full_name,
@@ -338,3 +343,22 @@ async def test_a_failed_group_buy_cancels_its_members_orders_and_refunds_the_pai
         return bool(sale["available"] == 10 and sale["held"] == 0 and sale["sold"] == 0)
 
     await eventually(both_units_back, what="both units back on sale")
+
+
+async def test_a_payment_for_a_group_that_already_failed_is_cancelled_and_refunded(
+    http: httpx.AsyncClient,
+) -> None:
+    shop = await Shop.open(http)
+    late = shop.buyer()
+    order = await late.place_ok()
+    await late.pay(order["order_id"])
+    await late.status_becomes(order["order_id"], "paid")
+    rejected = promotion_events.GroupPaymentRejected(
+        group_id=unique("group"), order_id=order["order_id"], reason="paid after the group failed"
+    )
+    await _publish_promotion_event(shop.merchant_id, rejected.group_id, rejected)
+    await late.status_becomes(order["order_id"], "cancelled")
+    history = (
+        await http.get(f"{ORDER}/v1/orders/{order['order_id']}/events", headers=late.auth)
+    ).json()
+    assert [e["type"] for e in history][-2:] == ["OrderCancelled", "PaymentRefundedAutomatically"]

@@ -112,11 +112,39 @@ class GroupCompleted(_message.Message):
 Global___GroupCompleted: _TypeAlias = GroupCompleted  # noqa: Y015
 
 @_typing.final
-class GroupFailed(_message.Message):
+class GroupPaymentRejected(_message.Message):
     """The group did not reach its size by the deadline: the order service cancels each listed
     order and refunds the paid ones.
+    A member's order was paid for a group that had already failed without listing that order
+    (the order reached promotion after the failure): the order service cancels and refunds it,
+    as for GroupFailed. The group's failure itself stays one GroupFailed.
     """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    order_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupPaymentRejected: _TypeAlias = GroupPaymentRejected  # noqa: Y015
+
+@_typing.final
+class GroupFailed(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GROUP_ID_FIELD_NUMBER: _builtins.int

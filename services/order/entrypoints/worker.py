@@ -65,6 +65,20 @@ def group_failed_handler(orders: Orders) -> Handler:
     return handle
 
 
+def group_payment_rejected_handler(orders: Orders) -> Handler:
+    async def handle(event: ConsumedEvent, conn: Connection) -> None:
+        rejected = event.payload(promotion_events.GroupPaymentRejected)
+        outcome = await orders.on_group_failed(event.envelope.merchant_id, rejected.order_id)
+        log.info(
+            "group payment rejected",
+            group=rejected.group_id,
+            order=rejected.order_id,
+            outcome=outcome,
+        )
+
+    return handle
+
+
 async def run_worker(settings: OrderSettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
     topic = settings.events_topic
@@ -90,7 +104,10 @@ async def run_worker(settings: OrderSettings, stop: asyncio.Event) -> None:
                 handlers={
                     promotion_events.GroupFailed.DESCRIPTOR.full_name: group_failed_handler(
                         service.orders
-                    )
+                    ),
+                    promotion_events.GroupPaymentRejected.DESCRIPTOR.full_name: (
+                        group_payment_rejected_handler(service.orders)
+                    ),
                 },
             )
             timers = timer_workers(service.orders, service.pool, settings.timer_poll_seconds)

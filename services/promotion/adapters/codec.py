@@ -44,6 +44,7 @@ DOMAIN_EVENTS: tuple[type[Any], ...] = (
     group_buys.GroupMemberLeft,
     group_buys.GroupCompleted,
     group_buys.GroupFailed,
+    group_buys.GroupPaymentRejected,
 )
 
 _MESSAGES: Mapping[type[Any], type[Message]] = {

@@ -31,7 +31,7 @@ GROUP_DEADLINE_TIMER = "promotion-group-deadline"
 _OFFER_COLUMNS = """merchant_id, offer_id, sku_id, group_price_minor, currency, required_members,
     duration_seconds, starts_at, ends_at"""
 _GROUP_COLUMNS = """merchant_id, group_id, offer_id, sku_id, leader_id, required_members,
-    deadline, state, version"""
+    deadline, state, version, failed_orders"""
 
 
 def _offer_of(row: asyncpg.Record) -> GroupOffer:
@@ -174,6 +174,7 @@ class GroupLedger:
                 Member(m["member_id"], m["order_id"], m["paid"], m["left_group"]) for m in members
             ),
             version=row["version"],
+            failed_orders=tuple(row["failed_orders"]),
         )
 
     async def record(self, conn: Connection, group: Group, events: Sequence[GroupEvent]) -> Group:
@@ -189,12 +190,13 @@ class GroupLedger:
         )
         after = group.after(list(events))
         await conn.execute(
-            "UPDATE group_buys SET state = $3, version = $4"
+            "UPDATE group_buys SET state = $3, version = $4, failed_orders = $5"
             " WHERE merchant_id = $1 AND group_id = $2",
             group.merchant_id,
             group.group_id,
             after.state.value,
             after.version,
+            list(after.failed_orders),
         )
         await self._save_members(conn, after)
         return after

@@ -144,6 +144,13 @@ class GroupFailed:
     reason: str
 
 
+@dataclass(frozen=True)
+class GroupPaymentRejected:
+    group_id: str
+    order_id: str
+    reason: str
+
+
 GroupEvent = (
     GroupOpened
     | GroupMemberAdded
@@ -152,6 +159,7 @@ GroupEvent = (
     | GroupMemberLeft
     | GroupCompleted
     | GroupFailed
+    | GroupPaymentRejected
 )
 
 
@@ -238,6 +246,8 @@ class Group:
     state: GroupState
     members: tuple[Member, ...]
     version: int
+    failed_orders: tuple[str, ...] = ()
+    """The orders a failure listed (the order service cancels and refunds each)."""
 
     @classmethod
     def opened(cls, merchant_id: str, event: GroupOpened) -> Group:
@@ -293,8 +303,13 @@ class Group:
 
     def paid(self, member_id: str, order_id: str, paid_at: datetime) -> list[GroupEvent]:
         """A member's order was paid at ``paid_at``: they count if it was in time; the N-th
-        completes the group. Nothing for a repeat, a non-member, a closed group or a late
-        payment (the deadline's failure lists the order for a refund)."""
+        completes the group. Nothing for a repeat, a non-member, a completed group or a late
+        payment (the deadline's failure lists the order for a refund); a payment for a group
+        that failed without listing the order fails it for that order too."""
+        if self.state is GroupState.FAILED and order_id not in self.failed_orders:
+            # Paid for a group that had already failed without listing this order (its
+            # OrderPlaced came after the failure): list it now, so it is refunded too.
+            return [GroupPaymentRejected(self.group_id, order_id, "paid after the group failed")]
         member = self.member(member_id)
         if member is None or member.paid or not self.open_at(paid_at):
             return []
@@ -351,7 +366,11 @@ class Group:
             case GroupCompleted():
                 return replace(self, state=GroupState.COMPLETED, version=version)
             case GroupFailed():
-                return replace(self, state=GroupState.FAILED, version=version)
+                failed = (*self.failed_orders, *event.order_ids)
+                return replace(self, state=GroupState.FAILED, failed_orders=failed, version=version)
+            case GroupPaymentRejected():
+                failed = (*self.failed_orders, event.order_id)
+                return replace(self, failed_orders=failed, version=version)
         return replace(self, version=version)
 
     def _with_member(self, member_id: str, version: int, **changes: object) -> Group:

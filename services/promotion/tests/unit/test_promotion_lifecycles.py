@@ -32,6 +32,7 @@ from services.promotion.domain.group_buys import (
     GroupJoined,
     GroupOffer,
     GroupOfferCreated,
+    GroupPaymentRejected,
     GroupState,
 )
 from services.promotion.domain.money import Money
@@ -172,3 +173,19 @@ def test_every_domain_event_round_trips_through_its_wire_message() -> None:
 def test_a_malformed_order_is_refused_before_anything_is_looked_up(order: PriceOrder) -> None:
     with pytest.raises(InvalidArgumentError):
         order.validated()
+
+
+def test_a_payment_for_a_failed_group_that_did_not_list_its_order_fails_it_for_that_order() -> None:
+    group = Group.opened("m1", _offer().open_group("g1", "ann", T0))
+    group = group.after([group.join("bo", T0)])
+    group = group.after(group.paid("ann", "o-ann", T0))
+    failed = group.expire(T0 + timedelta(seconds=600))
+    assert isinstance(failed, GroupFailed)
+    assert failed.order_ids == ("o-ann",)
+    group = group.after([failed])
+    late = group.paid("bo", "o-bo", T0 + timedelta(seconds=601))
+    assert late == [GroupPaymentRejected("g1", "o-bo", "paid after the group failed")]
+    group = group.after(late)
+    assert group.failed_orders == ("o-ann", "o-bo")
+    assert group.paid("bo", "o-bo", T0 + timedelta(seconds=602)) == []
+    assert group.paid("ann", "o-ann", T0 + timedelta(seconds=602)) == []
