@@ -701,10 +701,14 @@ class Stream:
                 bool(agree["in_agreement"]),
                 str(agree["drifts"]) or "no drift",
             )
-        flash = (
-            await self.call("GET", f"{INVENTORY}/v1/sales/{self.flash_sale}", self.admin)
-        ).json()
         sold_expected = len(payers) - len(refunders)
+        url = f"{INVENTORY}/v1/sales/{self.flash_sale}"
+        deadline = time.monotonic() + 30  # refunds reach inventory through order.events
+        while True:
+            flash = (await self.call("GET", url, self.admin)).json()
+            if flash["sold"] == sold_expected or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         self.checks.check(
             "units sold = orders paid and kept",
             flash["sold"] == sold_expected and flash["held"] == 0,
