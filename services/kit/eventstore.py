@@ -107,6 +107,7 @@ class StoredEvent:
             trace_context=dict(self.trace_context),
             producer=producer,
             payload=self.payload,
+            actor=self.actor,
         )
         envelope.occurred_at.FromDatetime(self.occurred_at)
         return envelope

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"livecommerce/kit/v1/envelope.proto\x12\x13livecommerce.kit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x03\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x16\n\x0e\x61ggregate_type\x18\x03 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x04 \x01(\t\x12\x19\n\x11\x61ggregate_version\x18\x05 \x01(\x03\x12\x10\n\x08position\x18\x06 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x07 \x01(\t\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63orrelation_id\x18\t \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\n \x01(\t\x12\x46\n\rtrace_context\x18\x0b \x03(\x0b\x32/.livecommerce.kit.v1.Envelope.TraceContextEntry\x12\x10\n\x08producer\x18\x0c \x01(\t\x12\x0f\n\x07payload\x18\r \x01(\x0c\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"livecommerce/kit/v1/envelope.proto\x12\x13livecommerce.kit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x03\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x16\n\x0e\x61ggregate_type\x18\x03 \x01(\t\x12\x14\n\x0c\x61ggregate_id\x18\x04 \x01(\t\x12\x19\n\x11\x61ggregate_version\x18\x05 \x01(\x03\x12\x10\n\x08position\x18\x06 \x01(\x03\x12\x13\n\x0bmerchant_id\x18\x07 \x01(\t\x12/\n\x0boccurred_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63orrelation_id\x18\t \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\n \x01(\t\x12\x46\n\rtrace_context\x18\x0b \x03(\x0b\x32/.livecommerce.kit.v1.Envelope.TraceContextEntry\x12\x10\n\x08producer\x18\x0c \x01(\t\x12\x0f\n\x07payload\x18\r \x01(\x0c\x12\r\n\x05\x61\x63tor\x18\x0e \x01(\t\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_ENVELOPE']._serialized_start=93
-  _globals['_ENVELOPE']._serialized_end=508
-  _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_start=457
-  _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_end=508
+  _globals['_ENVELOPE']._serialized_end=523
+  _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_start=472
+  _globals['_ENVELOPE_TRACECONTEXTENTRY']._serialized_end=523
 # @@protoc_insertion_point(module_scope)

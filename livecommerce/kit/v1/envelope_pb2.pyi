@@ -61,6 +61,7 @@ class Envelope(_message.Message):
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     PRODUCER_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     event_type: _builtins.str
     aggregate_type: _builtins.str
@@ -73,6 +74,10 @@ class Envelope(_message.Message):
     causation_id: _builtins.str
     producer: _builtins.str
     payload: _builtins.bytes
+    actor: _builtins.str
+    """Who caused the event: the verified caller's subject (a user, "service:<name>",
+    "provider:<name>" for a verified payment notification); empty for the system itself.
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -95,10 +100,11 @@ class Envelope(_message.Message):
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         producer: _builtins.str = ...,
         payload: _builtins.bytes = ...,
+        actor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_id", b"aggregate_id", "aggregate_type", b"aggregate_type", "aggregate_version", b"aggregate_version", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "event_id", b"event_id", "event_type", b"event_type", "merchant_id", b"merchant_id", "occurred_at", b"occurred_at", "payload", b"payload", "position", b"position", "producer", b"producer", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "aggregate_id", b"aggregate_id", "aggregate_type", b"aggregate_type", "aggregate_version", b"aggregate_version", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "event_id", b"event_id", "event_type", b"event_type", "merchant_id", b"merchant_id", "occurred_at", b"occurred_at", "payload", b"payload", "position", b"position", "producer", b"producer", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -332,7 +332,9 @@ class EventStoreContract:
         sku = stream()
         occurred_at = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
         original = event("enveloped", occurred_at=occurred_at)
-        context = MessageContext("corr-9", "cause-9", {"traceparent": "tp", "tracestate": "ts"})
+        context = MessageContext(
+            "corr-9", "cause-9", {"traceparent": "tp", "tracestate": "ts"}, actor="u-9"
+        )
         with message_context(context):
             await store.append(
                 [appending(sku, 0, original, merchant_id="merchant-9", aggregate_type="sku")]
@@ -352,6 +354,7 @@ class EventStoreContract:
         assert envelope.causation_id == "cause-9"
         assert dict(envelope.trace_context) == {"traceparent": "tp", "tracestate": "ts"}
         assert envelope.producer == "inventory"
+        assert envelope.actor == "u-9"
         assert envelope.payload == original.payload
         assert envelope.occurred_at.ToDatetime(tzinfo=UTC) == occurred_at
 
