@@ -100,15 +100,24 @@ class ReferralQueries:
         return [LedgerLine(**dict(r)) for r in rows]
 
     async def withdrawals(
-        self, merchant_id: str, *, user_id: str | None = None, state: str | None = None
+        self,
+        merchant_id: str,
+        *,
+        user_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[WithdrawalRow]:
+        """Newest first, one page (``limit`` rows after ``offset``)."""
         rows = await self._pool.fetch(
             "SELECT * FROM withdrawals WHERE merchant_id = $1"
             " AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR state = $3)"
-            " ORDER BY requested_at DESC LIMIT 200",
+            " ORDER BY requested_at DESC, withdrawal_id LIMIT $4 OFFSET $5",
             merchant_id,
             user_id,
             state,
+            limit,
+            offset,
         )
         return [_withdrawal(r) for r in rows]
 
@@ -121,14 +130,19 @@ class ReferralQueries:
         )
         return [(r["merchant_id"], r["withdrawal_id"]) for r in rows]
 
-    async def reviews(self, merchant_id: str) -> list[ReviewRow]:
+    async def reviews(
+        self, merchant_id: str, *, limit: int = 100, offset: int = 0
+    ) -> list[ReviewRow]:
+        """Oldest first, one page (``limit`` rows after ``offset``)."""
         rows = await self._pool.fetch(
             "SELECT order_id, buyer_id, sharer_id, flag_reason, release_due,"
             " (SELECT coalesce(sum((a->>'amount_minor')::bigint - (a->>'reversed_minor')::bigint),"
             " 0) FROM jsonb_array_elements(accruals) a) AS outstanding"
             " FROM referred_orders WHERE merchant_id = $1 AND review = 'waiting'"
-            " ORDER BY placed_at",
+            " ORDER BY placed_at, order_id LIMIT $2 OFFSET $3",
             merchant_id,
+            limit,
+            offset,
         )
         return [
             ReviewRow(

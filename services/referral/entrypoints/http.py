@@ -258,8 +258,10 @@ async def my_withdrawals(
     caller: CurrentCaller, request: Request, page: PageQuery
 ) -> list[WithdrawalOut]:
     merchant_id = _user(caller)
-    found = await _parts(request).queries.withdrawals(merchant_id, user_id=caller.subject)
-    return [WithdrawalOut.of(w) for w in page.of(found)]
+    found = await _parts(request).queries.withdrawals(
+        merchant_id, user_id=caller.subject, limit=page.limit, offset=page.offset
+    )
+    return [WithdrawalOut.of(w) for w in found]
 
 
 class ProgrammeBody(BaseModel):
@@ -407,8 +409,10 @@ async def list_withdrawals(
     page: PageQuery,
 ) -> list[WithdrawalOut]:
     merchant = _merchant(caller, merchant_id)
-    found = await _parts(request).queries.withdrawals(merchant, state=state)
-    return [WithdrawalOut.of(w) for w in page.of(found)]
+    found = await _parts(request).queries.withdrawals(
+        merchant, state=state, limit=page.limit, offset=page.offset
+    )
+    return [WithdrawalOut.of(w) for w in found]
 
 
 class Decision(BaseModel):
@@ -462,7 +466,8 @@ async def reviews(
     caller: CurrentCaller, request: Request, page: PageQuery, merchant_id: MerchantQuery = ""
 ) -> list[ReviewOut]:
     merchant = _merchant(caller, merchant_id)
-    return [ReviewOut.of(r) for r in page.of(await _parts(request).queries.reviews(merchant))]
+    found = await _parts(request).queries.reviews(merchant, limit=page.limit, offset=page.offset)
+    return [ReviewOut.of(r) for r in found]
 
 
 class ReviewedOut(BaseModel):
