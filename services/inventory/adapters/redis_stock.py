@@ -9,17 +9,14 @@ Scripts are registered once and called by SHA (redis-py reloads them on NOSCRIPT
 
 from __future__ import annotations
 
-import functools
 import zlib
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
 
 from services.inventory.application.ports import (
     Decision,
@@ -29,33 +26,14 @@ from services.inventory.application.ports import (
     SaleSnapshot,
 )
 from services.inventory.domain.sale import FlashSale, ReserveStock, epoch_ms
-from services.kit.errors import UnavailableError
+from services.kit.lua import evalsha_many, register_scripts, unavailable_on_redis_errors
 
 RESTOCK_CHANNEL = "inventory:restock"
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _unavailable_on_redis_errors(
-    method: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Redis down, timed out or out of connections is a retryable outage for the caller
-    (UNAVAILABLE / 503), never an unexplained 500."""
-
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except RedisError as error:
-            raise UnavailableError(f"the stock store is unavailable: {error}") from error
-
-    return guarded
-
-
-def _script_source(name: str) -> str:
-    return resources.files("services.inventory.adapters").joinpath("lua", f"{name}.lua").read_text()
+_unavailable_on_redis_errors = unavailable_on_redis_errors("the stock store")
+"""Redis down, timed out or out of connections is a retryable outage for the caller
+(UNAVAILABLE / 503), never an unexplained 500."""
 
 
 def home_bucket(user_id: str, buckets: int) -> int:
@@ -139,18 +117,11 @@ def _int(value: Any) -> int:
 class RedisFlashStock:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_script_source(name))
-            for name in (
-                "reserve",
-                "take",
-                "settle",
-                "confirm",
-                "release",
-                "release_quota",
-                "close",
-            )
-        }
+        self._scripts: dict[str, AsyncScript] = register_scripts(
+            redis,
+            "services.inventory.adapters",
+            ("reserve", "take", "settle", "confirm", "release", "release_quota", "close"),
+        )
 
     @_unavailable_on_redis_errors
     async def reserve_many(
@@ -173,7 +144,7 @@ class RedisFlashStock:
             )
             for (sale, command), home in zip(requests, homes, strict=True)
         ]
-        replies = await self._evalsha_many(reserve, 5, calls)
+        replies = await evalsha_many(self._redis, reserve, 5, calls)
         decisions: list[Decision] = []
         for (sale, command), home, reply in zip(requests, homes, replies, strict=True):
             decision = self._parse_reserve(reply, home)
@@ -181,30 +152,6 @@ class RedisFlashStock:
                 decision = await self._spill(sale, command, decision, now_ms)
             decisions.append(decision)
         return decisions
-
-    async def _evalsha_many(
-        self, script: AsyncScript, numkeys: int, calls: Sequence[Sequence[Any]]
-    ) -> list[Any]:
-        replies: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
-        for _ in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            for index in pending:
-                pipe.evalsha(script.sha, numkeys, *calls[index])
-            answers = await pipe.execute(raise_on_error=False)
-            missing = []
-            for index, answer in zip(pending, answers, strict=True):
-                if isinstance(answer, NoScriptError):
-                    missing.append(index)
-                elif isinstance(answer, Exception):
-                    raise answer
-                else:
-                    replies[index] = answer
-            if not missing:
-                return replies
-            await self._redis.script_load(script.script)
-            pending = missing
-        raise UnavailableError("Redis keeps forgetting the reserve script")
 
     @staticmethod
     def _parse_reserve(reply: list[Any], home: int) -> Decision:
