@@ -15,6 +15,7 @@ from uuid import uuid4
 import httpx
 
 from devstack import stack as devstack_stack
+from devstack import stream
 from devstack.config import StackConfig
 from services.kit.identity import Role, TokenIssuer
 from services.kit.settings import ServiceSettings
@@ -32,18 +33,9 @@ def start_stack_services() -> None:
     devstack_stack.start_services(StackConfig(), restart=True)
 
 
-async def wait_ready(http: httpx.AsyncClient, within_seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + within_seconds
-    for base in READY:
-        while True:
-            try:
-                if (await http.get(f"{base}/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{base} did not become ready")
-            await asyncio.sleep(0.2)
+async def wait_ready(http: httpx.AsyncClient) -> None:
+    """Every API the checkout path needs answers its readiness check (as the demo waits)."""
+    await stream.wait_ready(http, READY, within=60.0)
 
 
 async def eventually(
