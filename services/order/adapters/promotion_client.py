@@ -6,6 +6,7 @@ import grpc
 
 from livecommerce.promotion.v1 import promotion_pb2 as pb
 from livecommerce.promotion.v1.promotion_pb2_grpc import PromotionServiceStub
+from services.kit.errors import UnavailableError
 from services.kit.grpc_errors import error_from_rpc
 from services.kit.wire import timestamp
 from services.order.application.ports import PricedLine, PricedOrder, PriceOrderQuery
@@ -55,7 +56,13 @@ class GrpcPricing:
 
 
 def priced_from_proto(reply: pb.PriceOrderReply) -> PricedOrder:
+    """The priced order; a reply that breaks the contract (not one sale per line) means the
+    callee misbehaves: UNAVAILABLE for our caller, never a 500."""
     quote = reply.quote
+    if len(reply.sale_ids) != len(quote.lines):
+        raise UnavailableError(
+            f"{CALLEE} answered {len(quote.lines)} priced lines with {len(reply.sale_ids)} sales"
+        )
     lines = tuple(
         PricedLine(
             sku_id=line.sku_id,
