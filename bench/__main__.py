@@ -99,8 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(f"written: {path}")
     orders_argv = ["--output", str(args.output.parent / "orders.json")]
     orders_status = order_checkout.main([*orders_argv, *(["--strict"] if args.strict else [])])
-    console.print("[bold]coupon claims against the raw Redis script[/bold]")
-    claims_status = promotion_claims.main([])
+    console.print("[bold]coupon claims against the empty HTTP call and the raw Redis script[/bold]")
+    claims_status = promotion_claims.main(
+        [
+            "--output",
+            str(args.output.parent / "claims.json"),
+            *(["--strict"] if args.strict else []),
+        ]
+    )
     console.print("[bold]the room: a join storm and a broadcast to push clients[/bold]")
     room_status = room_load.main(["--output", str(args.output.parent / "room.json")])
     failed = orders_status or claims_status or room_status

@@ -140,10 +140,12 @@ class Figure:
         return {**asdict(self), "cpu_us_per_op": self.cpu_us_per_op}
 
     @classmethod
-    def of(cls, key: str, concurrency: str, sample: Sample, **extra: Any) -> Figure:
+    def of(
+        cls, key: str, concurrency: str, sample: Sample, title: str | None = None, **extra: Any
+    ) -> Figure:
         return cls(
             key=key,
-            title=FIGURES[key],
+            title=title if title is not None else FIGURES[key],
             concurrency=concurrency,
             throughput=round(sample.throughput, 1),
             p50_ms=round(percentile(sample.latencies_ms, 0.50), 3),

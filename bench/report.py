@@ -58,7 +58,8 @@ def render(report: Report, console: Console) -> None:
     meta = report.meta
     load = meta["load_average_at_start"]
     title = (
-        f"flash-sale reserve path - {meta['cpus']} CPUs, load {load[0] if load else 0:.2f}"
+        f"{meta.get('title', 'flash-sale reserve path')} - {meta['cpus']} CPUs,"
+        f" load {load[0] if load else 0:.2f}"
         f" at start, {meta['duration_seconds']:g} s per figure after {meta['warmup_seconds']:g} s"
         f" warm-up, best of {meta['rounds']} round(s)"
     )
