@@ -84,9 +84,10 @@ class GroupCommit(Generic[T]):
 
     async def _transaction(self, batch: Sequence[tuple[T, StreamAppend]]) -> list[StoredEvent]:
         async with self._pool.acquire() as conn, conn.transaction():
-            stored = await self._store.append(
-                [append for _, append in batch], conn=conn, savepoint=False
-            )
+            # The rows first, the append last: appending takes the event store's position
+            # lock, which every writer of the database waits for until this commits.
             if self._write is not None:
                 await self._write(conn, [item for item, _ in batch])
-            return stored
+            return await self._store.append(
+                [append for _, append in batch], conn=conn, savepoint=False
+            )

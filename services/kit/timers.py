@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +40,24 @@ class Timer:
 TimerHandler = Callable[[Timer, Connection], Awaitable[None]]
 
 
+_SCHEDULE = (
+    "INSERT INTO timers (kind, key, due_at, merchant_id, payload) VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (kind, key) DO UPDATE SET due_at = $3, payload = $5, fired_at = NULL,"
+    " attempts = 0, last_error = NULL"
+)
+
+
+@dataclass(frozen=True)
+class TimerSchedule:
+    """A timer to schedule (or move): what :func:`schedule_timers` takes."""
+
+    kind: str
+    key: str
+    due_at: datetime
+    merchant_id: str
+    payload: Mapping[str, Any] | None = None
+
+
 async def schedule_timer(
     conn: Connection,
     *,
@@ -50,16 +68,18 @@ async def schedule_timer(
     payload: Mapping[str, Any] | None = None,
 ) -> None:
     """Schedule or move a timer; a fired timer scheduled again fires again."""
-    await conn.execute(
-        "INSERT INTO timers (kind, key, due_at, merchant_id, payload) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (kind, key) DO UPDATE SET due_at = $3, payload = $5, fired_at = NULL,"
-        " attempts = 0, last_error = NULL",
-        kind,
-        key,
-        due_at,
-        merchant_id,
-        json.dumps(dict(payload or {})),
-    )
+    await schedule_timers(conn, [TimerSchedule(kind, key, due_at, merchant_id, payload)])
+
+
+async def schedule_timers(conn: Connection, timers: Sequence[TimerSchedule]) -> None:
+    """Schedule or move many timers in one round trip (a group commit's batch)."""
+    rows = [
+        (t.kind, t.key, t.due_at, t.merchant_id, json.dumps(dict(t.payload or {}))) for t in timers
+    ]
+    if len(rows) == 1:
+        await conn.execute(_SCHEDULE, *rows[0])
+    elif rows:
+        await conn.executemany(_SCHEDULE, rows)
 
 
 async def cancel_timer(conn: Connection, *, kind: str, key: str) -> bool:

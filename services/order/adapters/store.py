@@ -4,6 +4,7 @@ idempotency keys written in the same transaction as each append."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,8 @@ import asyncpg
 
 from services.kit.db import Connection
 from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend, utcnow
-from services.kit.timers import cancel_timer, schedule_timer
+from services.kit.group_commit import GroupCommit
+from services.kit.timers import TimerSchedule, cancel_timer, schedule_timers
 from services.order.adapters import codec
 from services.order.application.ports import Claim, IdempotencyKey, TimerChange
 from services.order.domain.order import Order, OrderEvent, OrderStatus
@@ -21,10 +23,38 @@ CHECKOUT_LEASE = timedelta(seconds=30)
 (far longer than a checkout takes; a checkout that outlives it has crashed)."""
 
 
+PLACEMENT_BATCH = 128
+"""At most this many new orders share one transaction."""
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One order's save: its append and the rows that go with it."""
+
+    append: StreamAppend
+    order: Order
+    """The order with the events applied (what the read model shows)."""
+    timers: tuple[TimerChange, ...]
+    idempotency: IdempotencyKey | None
+
+
 class PostgresOrderStore:
+    """Saves are one transaction per order, except placements: new orders arriving together
+    (a flash-sale checkout burst) are group-committed, many per transaction, so the event
+    store's position lock and the commit's WAL flush are paid once per burst instead of
+    once per order. A batch that fails on one order is retried one order per transaction
+    (:class:`~services.kit.group_commit.GroupCommit`), so only that order fails."""
+
     def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore) -> None:
         self._pool = pool
         self._store = store
+        self._placements: GroupCommit[_Write] = GroupCommit(
+            pool,
+            store,
+            append_of=lambda write: write.append,
+            write=_write_rows,
+            max_batch=PLACEMENT_BATCH,
+        )
 
     @property
     def events(self) -> PostgresEventStore:
@@ -49,45 +79,28 @@ class PostgresOrderStore:
         for event in events:
             encoded.append(codec.encode(event, after))
             after = after.apply(event)
+        write = _Write(
+            StreamAppend(
+                stream_id=Order.stream_id(order.merchant_id, order.order_id),
+                aggregate_type=codec.AGGREGATE_ORDER,
+                merchant_id=order.merchant_id,
+                expected_version=order.version,
+                events=encoded,
+            ),
+            after,
+            tuple(timers),
+            idempotency,
+        )
+        if order.version == 0:
+            await self._placements.commit(write)
+            return after
         async with self._pool.acquire() as conn, conn.transaction():
             # The read model, timers and key first, the append last: appending takes the
             # event store's position lock, which every writer of this database waits for
             # until this transaction commits, so it is held for as short a time as can be.
             # A refused append (the order moved on) rolls all of it back.
-            await _project(conn, after)
-            for timer in timers:
-                if timer.due_at is None:
-                    await cancel_timer(conn, kind=timer.kind, key=timer.key)
-                else:
-                    await schedule_timer(
-                        conn,
-                        kind=timer.kind,
-                        key=timer.key,
-                        due_at=timer.due_at,
-                        merchant_id=order.merchant_id,
-                        payload={"order_id": order.order_id},
-                    )
-            if idempotency is not None:
-                await conn.execute(
-                    "UPDATE idempotency_keys SET state = 'placed'"
-                    " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3",
-                    idempotency.merchant_id,
-                    idempotency.buyer_id,
-                    idempotency.key,
-                )
-            await self._store.append(
-                [
-                    StreamAppend(
-                        stream_id=Order.stream_id(order.merchant_id, order.order_id),
-                        aggregate_type=codec.AGGREGATE_ORDER,
-                        merchant_id=order.merchant_id,
-                        expected_version=order.version,
-                        events=encoded,
-                    )
-                ],
-                conn=conn,
-                savepoint=False,
-            )
+            await _write_rows(conn, [write])
+            await self._store.append([write.append], conn=conn, savepoint=False)
         return after
 
     async def merchant_of(self, order_id: str) -> str | None:
@@ -97,15 +110,56 @@ class PostgresOrderStore:
         return found
 
 
-async def _project(conn: Connection, order: Order) -> None:
-    details = order.details
+_PROJECT = (
+    "INSERT INTO orders_view (merchant_id, order_id, buyer_id, room_id, status, currency,"
+    " total_minor, refunded_minor, group_id, share_code, placed_at, updated_at, version)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)"
+    " ON CONFLICT (order_id) DO UPDATE SET status = $5, refunded_minor = $8,"
+    " updated_at = $11, version = $12"
+)
+
+_KEY_PLACED = (
+    "UPDATE idempotency_keys SET state = 'placed'"
+    " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3"
+)
+
+
+async def _execute_all(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """One statement for one row, a pipelined ``executemany`` for more."""
+    if len(rows) == 1:
+        await conn.execute(sql, *rows[0])
+    elif rows:
+        await conn.executemany(sql, rows)
+
+
+async def _write_rows(conn: Connection, writes: Sequence[_Write]) -> None:
+    """The read model, the timers and the idempotency keys of the saved orders."""
     now = utcnow()
-    await conn.execute(
-        "INSERT INTO orders_view (merchant_id, order_id, buyer_id, room_id, status, currency,"
-        " total_minor, refunded_minor, group_id, share_code, placed_at, updated_at, version)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)"
-        " ON CONFLICT (order_id) DO UPDATE SET status = $5, refunded_minor = $8,"
-        " updated_at = $11, version = $12",
+    await _execute_all(conn, _PROJECT, [_view_row(w.order, now) for w in writes])
+    scheduled: list[TimerSchedule] = []
+    for write in writes:
+        order = write.order
+        for timer in write.timers:
+            if timer.due_at is None:
+                await cancel_timer(conn, kind=timer.kind, key=timer.key)
+            else:
+                scheduled.append(
+                    TimerSchedule(
+                        timer.kind,
+                        timer.key,
+                        timer.due_at,
+                        order.merchant_id,
+                        {"order_id": order.order_id},
+                    )
+                )
+    await schedule_timers(conn, scheduled)
+    keys = [w.idempotency for w in writes if w.idempotency is not None]
+    await _execute_all(conn, _KEY_PLACED, [(k.merchant_id, k.buyer_id, k.key) for k in keys])
+
+
+def _view_row(order: Order, now: datetime) -> tuple[Any, ...]:
+    details = order.details
+    return (
         order.merchant_id,
         order.order_id,
         details.buyer_id,

@@ -206,7 +206,9 @@ class Orders:
                 idempotency=key,
             )
         except BaseException:
-            await self._compensate(command.merchant_id, order_id, held)
+            await self._compensate(
+                command.merchant_id, order_id, held, bool(priced.locked_coupon_ids)
+            )
             raise
 
     async def _hold_stock(
@@ -228,13 +230,18 @@ class Orders:
         deadline = first_expiry - self._policy.payment_margin
         return deadline if deadline > now else first_expiry
 
-    async def _compensate(self, merchant_id: str, order_id: str, held: list[str]) -> None:
-        """Best effort: what is not undone here expires by its own time-to-live."""
+    async def _compensate(
+        self, merchant_id: str, order_id: str, held: list[str], coupons_locked: bool
+    ) -> None:
+        """Best effort: what is not undone here expires by its own time-to-live. A price
+        that locked no coupon has no lock to release (a sold-out answer costs one call less)."""
         for hold in held:
             try:
                 await self._stock.release(merchant_id, hold, "cancelled")
             except Exception as error:
                 log.warning("hold not released; it expires", hold_id=hold, error=repr(error))
+        if not coupons_locked:
+            return
         try:
             await self._pricing.release_coupons(merchant_id, order_id)
         except Exception as error:

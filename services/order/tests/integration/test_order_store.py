@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -154,3 +155,86 @@ async def test_a_forgotten_or_abandoned_claim_is_taken_by_the_next_request(
     )
     taken_over = await keys.claim(key, "fp", "order-3")
     assert (taken_over.mine, taken_over.order_id) == (True, "order-2")
+
+
+async def _place_together(
+    store: PostgresOrderStore, keys: PostgresIdempotencyKeys, merchant: str, order_ids: list[str]
+) -> list[Order | BaseException]:
+    """Claim each order's key, then place every order at once."""
+    deadline = utcnow() + timedelta(minutes=10)
+    idempotency = [IdempotencyKey(merchant, f"buyer-{o}", f"key-{o}") for o in order_ids]
+    for key, order_id in zip(idempotency, order_ids, strict=True):
+        await keys.claim(key, "fp", order_id)
+
+    async def place(key: IdempotencyKey, order_id: str) -> Order:
+        order = Order(merchant, order_id)
+        return await store.save(
+            order,
+            order.place(_placed(order_id, key.buyer_id)),
+            [TimerChange("order.deadline", order_id, deadline)],
+            idempotency=key,
+        )
+
+    return await asyncio.gather(
+        *(place(k, o) for k, o in zip(idempotency, order_ids, strict=True)),
+        return_exceptions=True,
+    )
+
+
+async def _placed_whole(
+    db: TestDatabase,
+    store: PostgresOrderStore,
+    keys: PostgresIdempotencyKeys,
+    merchant: str,
+    order_id: str,
+) -> bool:
+    claim = await keys.get(IdempotencyKey(merchant, f"buyer-{order_id}", f"key-{order_id}"))
+    return (
+        (await store.load(merchant, order_id)).status is OrderStatus.PENDING_PAYMENT
+        and await _timers(db, order_id) == ["order.deadline"]
+        and claim is not None
+        and claim.state == "placed"
+    )
+
+
+async def test_orders_placed_together_share_transactions_and_each_is_whole(
+    db: TestDatabase,
+) -> None:
+    store = PostgresOrderStore(db.pool, PostgresEventStore(db.pool, "order"))
+    keys = PostgresIdempotencyKeys(db.pool)
+    merchant = unique("m")
+    order_ids = [f"{merchant}-{i}" for i in range(40)]
+
+    results = await _place_together(store, keys, merchant, order_ids)
+
+    assert all(isinstance(r, Order) and r.version == 1 for r in results)
+    for order_id in order_ids:
+        assert await _placed_whole(db, store, keys, merchant, order_id), order_id
+    views = await PostgresOrderViews(db.pool).for_merchant(merchant, None, None, None, None, 50, 0)
+    assert len(views) == 40
+    transactions = await db.pool.fetchval(
+        "SELECT count(DISTINCT xmin::text) FROM events WHERE merchant_id = $1", merchant
+    )
+    assert transactions < 40  # placed together, committed together
+
+
+async def test_a_placement_that_fails_in_a_batch_fails_alone(db: TestDatabase) -> None:
+    store = PostgresOrderStore(db.pool, PostgresEventStore(db.pool, "order"))
+    keys = PostgresIdempotencyKeys(db.pool)
+    merchant = unique("m")
+    taken = Order(merchant, f"{merchant}-taken")
+    await store.save(taken, taken.place(_placed(taken.order_id)))
+    order_ids = [taken.order_id] + [f"{merchant}-{i}" for i in range(8)]
+
+    results = await _place_together(store, keys, merchant, order_ids)
+
+    assert isinstance(results[0], ConcurrencyError)
+    assert all(isinstance(r, Order) for r in results[1:])
+    for order_id in order_ids[1:]:
+        assert await _placed_whole(db, store, keys, merchant, order_id), order_id
+    refused = await keys.get(
+        IdempotencyKey(merchant, f"buyer-{taken.order_id}", f"key-{taken.order_id}")
+    )
+    assert refused is not None
+    assert refused.state == "running"  # the checkout compensates and forgets or fails it
+    assert await _timers(db, taken.order_id) == []

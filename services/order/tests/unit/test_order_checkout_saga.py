@@ -207,6 +207,16 @@ async def test_a_sold_out_line_releases_the_holds_taken_and_the_coupons_and_is_r
     assert holds.held == ["order0"]
 
 
+async def test_a_sold_out_order_without_a_coupon_has_no_coupon_lock_to_release() -> None:
+    orders, _, _, prices, holds = _world()
+    holds.sold_out.add("sale-sku-b")
+    command = PlaceOrder("m1", "buyer-1", "room-1", Channel.APP, (("sku-a", 1), ("sku-b", 1)), ())
+    with pytest.raises(SoldOutError):
+        await orders.place(command, "key-00000001")
+    assert holds.released == ["order0"]
+    assert prices.released == []
+
+
 async def test_a_dependency_down_forgets_the_key_so_a_retry_runs_the_checkout_again() -> None:
     orders, _, _, prices, _ = _world()
     prices.down = True
