@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from services.kit.batching import MicroBatcher
 from services.kit.db import Connection
 from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend, utcnow
 from services.kit.group_commit import GroupCommit
@@ -186,40 +187,67 @@ def _claim(row: asyncpg.Record, mine: bool) -> Claim:
 
 
 class PostgresIdempotencyKeys:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """Keys are claimed in batches: the first step of every checkout of a burst shares one
+    INSERT (and one commit); a key that was already there takes the slower path alone."""
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = PLACEMENT_BATCH) -> None:
         self._pool = pool
+        self._inserting: MicroBatcher[tuple[IdempotencyKey, str, str], Claim | None] = MicroBatcher(
+            self._insert_new, max_batch=max_batch
+        )
 
     async def claim(self, key: IdempotencyKey, fingerprint: str, order_id: str) -> Claim:
+        inserted = await self._inserting.submit((key, fingerprint, order_id))
+        if inserted is not None:
+            return inserted
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "INSERT INTO idempotency_keys (merchant_id, buyer_id, key, fingerprint,"  # noqa: S608 - constant column list
-                " order_id, lease_until) VALUES ($1, $2, $3, $4, $5, now() + $6)"
-                f" ON CONFLICT DO NOTHING RETURNING {_CLAIM_COLUMNS}",
-                key.merchant_id,
-                key.buyer_id,
-                key.key,
-                fingerprint,
-                order_id,
-                CHECKOUT_LEASE,
-            )
-            if row is not None:
-                return _claim(row, mine=True)
-            taken_over = await conn.fetchrow(
-                "UPDATE idempotency_keys SET lease_until = now() + $4"  # noqa: S608 - constant column list
-                " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3"
-                " AND state = 'running' AND lease_until < now()"
-                f" RETURNING {_CLAIM_COLUMNS}",
-                key.merchant_id,
-                key.buyer_id,
-                key.key,
-                CHECKOUT_LEASE,
-            )
-            if taken_over is not None:
-                return _claim(taken_over, mine=True)
-            found = await self._get(conn, key)
-            if found is None:  # forgotten between the two statements: try once more
-                return await self.claim(key, fingerprint, order_id)
-            return found
+            return await self._claim_existing(conn, key, fingerprint, order_id)
+
+    async def _insert_new(
+        self, batch: Sequence[tuple[IdempotencyKey, str, str]]
+    ) -> list[Claim | None]:
+        """Insert every key that is new; a claim for each inserted, None for the others
+        (a key seen before, or twice in this batch: only one of its claims is inserted)."""
+        rows = await self._pool.fetch(
+            "INSERT INTO idempotency_keys (merchant_id, buyer_id, key, fingerprint, order_id,"  # noqa: S608 - constant column list
+            " lease_until) SELECT u.m, u.b, u.k, u.f, u.o, now() + $6 FROM unnest($1::text[],"
+            " $2::text[], $3::text[], $4::text[], $5::text[]) AS u(m, b, k, f, o)"
+            f" ON CONFLICT DO NOTHING RETURNING merchant_id, buyer_id, key, {_CLAIM_COLUMNS}",
+            [k.merchant_id for k, _, _ in batch],
+            [k.buyer_id for k, _, _ in batch],
+            [k.key for k, _, _ in batch],
+            [fingerprint for _, fingerprint, _ in batch],
+            [order_id for _, _, order_id in batch],
+            CHECKOUT_LEASE,
+        )
+        won = {(r["merchant_id"], r["buyer_id"], r["key"], r["order_id"]): r for r in rows}
+        return [
+            _claim(row, mine=True)
+            if (row := won.get((k.merchant_id, k.buyer_id, k.key, order_id))) is not None
+            else None
+            for k, _, order_id in batch
+        ]
+
+    async def _claim_existing(
+        self, conn: Connection, key: IdempotencyKey, fingerprint: str, order_id: str
+    ) -> Claim:
+        """The key exists: take it over if its checkout's lease ran out, else report it."""
+        taken_over = await conn.fetchrow(
+            "UPDATE idempotency_keys SET lease_until = now() + $4"  # noqa: S608 - constant column list
+            " WHERE merchant_id = $1 AND buyer_id = $2 AND key = $3"
+            " AND state = 'running' AND lease_until < now()"
+            f" RETURNING {_CLAIM_COLUMNS}",
+            key.merchant_id,
+            key.buyer_id,
+            key.key,
+            CHECKOUT_LEASE,
+        )
+        if taken_over is not None:
+            return _claim(taken_over, mine=True)
+        found = await self._get(conn, key)
+        if found is None:  # forgotten since the insert was refused: try once more
+            return await self.claim(key, fingerprint, order_id)
+        return found
 
     async def fail(self, key: IdempotencyKey, status: int, error: str, detail: str) -> None:
         await self._pool.execute(

@@ -238,3 +238,24 @@ async def test_a_placement_that_fails_in_a_batch_fails_alone(db: TestDatabase) -
     assert refused is not None
     assert refused.state == "running"  # the checkout compensates and forgets or fails it
     assert await _timers(db, taken.order_id) == []
+
+
+async def test_keys_claimed_together_each_go_to_exactly_one_checkout(db: TestDatabase) -> None:
+    keys = PostgresIdempotencyKeys(db.pool)
+    merchant = unique("m")
+    # 20 different keys and 8 taps of one more key, all claimed in one burst.
+    wanted = [IdempotencyKey(merchant, f"buyer-{i}", "key") for i in range(20)]
+    wanted += [IdempotencyKey(merchant, "tapper", "key")] * 8
+    claims = await asyncio.gather(
+        *(keys.claim(key, "fp", f"order-{i}") for i, key in enumerate(wanted))
+    )
+
+    assert all(c.mine and c.order_id == f"order-{i}" for i, c in enumerate(claims[:20]))
+    taps = claims[20:]
+    assert sum(c.mine for c in taps) == 1
+    winner = next(c.order_id for c in taps if c.mine)
+    assert all(c.order_id == winner and c.state == "running" for c in taps)
+    stored = await db.pool.fetchval(
+        "SELECT count(*) FROM idempotency_keys WHERE merchant_id = $1", merchant
+    )
+    assert stored == 21
