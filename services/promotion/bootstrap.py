@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from services.kit.db import database
 from services.kit.eventstore import PostgresEventStore, utcnow
 from services.kit.grpc import authenticated_channel
-from services.kit.identity import TokenIssuer
+from services.kit.identity import ServiceIdentity
 from services.kit.redis import create_redis
 from services.promotion.adapters.campaign_book import CampaignBook
 from services.promotion.adapters.coupon_ledger import CouponLedger
@@ -59,11 +59,10 @@ async def promotion(
     async with database(settings, SCHEMA_PACKAGES) as pool:
         redis = create_redis(settings.redis_url)
         store = PostgresEventStore(pool, settings.service_name)
-        issuer = TokenIssuer(settings)
         channel = None
         if inventory is None:
-            token = issuer.service_token(settings.service_name, ttl_seconds=24 * 3600)
-            channel = authenticated_channel(settings.inventory_grpc_target, lambda: token)
+            identity = ServiceIdentity(settings)  # short-lived, renewed at half its life
+            channel = authenticated_channel(settings.inventory_grpc_target, identity.token)
             inventory = GrpcInventorySales(channel)
         prices = PriceBook(pool, store)
         coupon_ledger = CouponLedger(pool, store)

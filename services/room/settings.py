@@ -9,6 +9,7 @@ from services.kit.ratelimit import LimitText, RateLimit
 from services.kit.settings import Environment, ServiceSettings
 
 DEVELOPMENT_WEBHOOK_SECRET = "livecommerce-development-webhook-secret"  # noqa: S105 - refused in production
+DEVELOPMENT_STREAM_KEY_SECRET = "livecommerce-development-stream-key"  # noqa: S105 - refused in production
 
 
 class RoomSettings(ServiceSettings):
@@ -24,7 +25,7 @@ class RoomSettings(ServiceSettings):
     """The streaming provider's ingest base; the host pushes to <base>/<stream>?key=..."""
     stream_play_base: str = "https://play.live.localhost/live"
     """Viewers play <base>/<stream>.flv and .m3u8."""
-    stream_key_secret: SecretStr = SecretStr("livecommerce-development-stream-key")
+    stream_key_secret: SecretStr = SecretStr(DEVELOPMENT_STREAM_KEY_SECRET)
     """Signs push keys (HMAC-SHA256), so a push URL cannot be guessed from a room id."""
 
     redis_namespace: str = "room"
@@ -72,9 +73,10 @@ class RoomSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _refuse_development_secret_in_production(self) -> Self:
-        if (
-            self.environment is Environment.PRODUCTION
-            and self.reminder_webhook_secret.get_secret_value() == DEVELOPMENT_WEBHOOK_SECRET
-        ):
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        if self.reminder_webhook_secret.get_secret_value() == DEVELOPMENT_WEBHOOK_SECRET:
             raise ValueError("set ROOM_REMINDER_WEBHOOK_SECRET: the development one is public")
+        if self.stream_key_secret.get_secret_value() == DEVELOPMENT_STREAM_KEY_SECRET:
+            raise ValueError("set ROOM_STREAM_KEY_SECRET: the development one is public")
         return self

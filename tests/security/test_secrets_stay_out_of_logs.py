@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from services.analytics.settings import AnalyticsSettings
 from services.inventory.settings import InventorySettings
 from services.kit.identity import Role
 from services.kit.settings import Environment, KafkaProfile, ServiceSettings
@@ -23,6 +24,7 @@ from services.order.sandbox.settings import SandboxSettings
 from services.order.settings import OrderSettings
 from services.promotion.settings import PromotionSettings
 from services.referral.settings import ReferralSettings
+from services.room.settings import RoomSettings
 from tests.security.world import fresh_database, token_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +82,14 @@ SERVICE_SETTINGS: list[tuple[type[ServiceSettings], dict[str, Any]]] = [
         {"sandbox_api_key": SecretStr("real-key"), "sandbox_signing_secret": SecretStr("real")},
     ),
     (ReferralSettings, {"share_code_key": SecretStr("a-real-share-code-key")}),
+    (
+        RoomSettings,
+        {
+            "reminder_webhook_secret": SecretStr("a-real-webhook-secret"),
+            "stream_key_secret": SecretStr("a-real-stream-key-secret"),
+        },
+    ),
+    (AnalyticsSettings, {}),
     (SandboxSettings, {"api_key": SecretStr("real-key"), "signing_secret": SecretStr("real")}),
 ]
 
