@@ -9,12 +9,14 @@ Kafka transactions: the outbox and the consumers' inbox give effectively-once.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
+from aiokafka.helpers import create_ssl_context
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from services.kit.settings import KafkaProfile, ServiceSettings
@@ -22,9 +24,34 @@ from services.kit.settings import KafkaProfile, ServiceSettings
 _TOPIC_ALREADY_EXISTS = 36
 
 
+def tls_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+    """The TLS context of a TLS listener (verifying the brokers against ``kafka_ssl_cafile``
+    or the system's trust store), None for a plaintext one."""
+    if not settings.kafka_security_protocol.uses_tls:
+        return None
+    context: ssl.SSLContext = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    return context
+
+
+def connection_options(settings: ServiceSettings) -> dict[str, Any]:
+    """Where the brokers are and how to log in: every client of the kit takes these."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol.value,
+    }
+    context = tls_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.kafka_security_protocol.uses_sasl and settings.kafka_sasl_password is not None:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism.value
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
+
+
 def producer_options(settings: ServiceSettings) -> dict[str, Any]:
     return {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **connection_options(settings),
         "client_id": settings.service_name,
         "acks": "all",
         "enable_idempotence": settings.idempotent_producer,
@@ -35,7 +62,7 @@ def producer_options(settings: ServiceSettings) -> dict[str, Any]:
 def consumer_options(settings: ServiceSettings, group_id: str) -> dict[str, Any]:
     local = settings.kafka_profile is KafkaProfile.LOCAL
     return {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **connection_options(settings),
         "client_id": f"{settings.service_name}-{group_id}",
         "group_id": group_id,
         "enable_auto_commit": False,
@@ -83,7 +110,7 @@ async def _create_missing(
     settings: ServiceSettings, topics: Sequence[str], partitions: int
 ) -> None:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, client_id=f"{settings.service_name}-admin"
+        **connection_options(settings), client_id=f"{settings.service_name}-admin"
     )
     await admin.start()
     try:

@@ -27,6 +27,27 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class KafkaSecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.name.startswith("SASL")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.name.endswith("SSL")
+
+
+class KafkaSaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
 class KafkaProfile(StrEnum):
     """``local`` is the memory-only Tansu broker; ``kafka`` is Apache Kafka (or compatible)."""
 
@@ -52,6 +73,14 @@ class ServiceSettings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_idempotence: bool | None = None
     """None means: on for real Kafka, off on the local broker (it lacks InitProducerId v3)."""
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    """How clients connect: SSL (TLS), SASL_SSL (TLS and a login, what managed Kafka asks
+    for), SASL_PLAINTEXT, or PLAINTEXT (the local broker, a trusted in-cluster listener)."""
+    kafka_sasl_mechanism: KafkaSaslMechanism = KafkaSaslMechanism.SCRAM_SHA_512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    """A CA bundle for the brokers' certificates; unset: the system's trust store."""
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -92,6 +121,16 @@ class ServiceSettings(BaseSettings):
     def _check_token_algorithm(self) -> Self:
         if self.jwt_algorithm not in SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
             raise ValueError(f"jwt_algorithm {self.jwt_algorithm!r} is not supported")
+        return self
+
+    @model_validator(mode="after")
+    def _check_kafka_login(self) -> Self:
+        has_login = bool(self.kafka_sasl_username) and self.kafka_sasl_password is not None
+        if self.kafka_security_protocol.uses_sasl and not has_login:
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs"
+                " kafka_sasl_username and kafka_sasl_password"
+            )
         return self
 
     @model_validator(mode="after")

@@ -43,6 +43,7 @@ PRODUCTION = K8S / "overlays" / "production"
 IMAGE = "livecommerce"
 SHARED_CONFIG = "livecommerce-shared"
 SECRET = "livecommerce-secrets"
+KAFKA_LOGIN = "livecommerce-kafka-login"
 PLACEHOLDER = "REPLACE_ME"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what a pod's servers must bind
 
@@ -164,9 +165,8 @@ def shared_settings(*overlays: Path) -> dict[str, str]:
 
 
 @cache
-def example_secret() -> dict[str, str]:
-    (secret,) = of_kind(load(BASE / "secret.example.yaml"), "Secret").values()
-    return dict(secret["stringData"])
+def example_secret(name: str = SECRET) -> dict[str, str]:
+    return dict(of_kind(load(BASE / "secret.example.yaml"), "Secret")[name]["stringData"])
 
 
 def dockerfile_user() -> int:
@@ -176,13 +176,18 @@ def dockerfile_user() -> int:
 
 
 def container_environment(
-    box: Doc, config: Mapping[str, str], secret: Mapping[str, str]
+    box: Doc,
+    config: Mapping[str, str],
+    secret: Mapping[str, str],
+    kafka_login: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The variables the kubelet would give the container: the shared ConfigMap under
-    each envFrom prefix, then ``env`` (literal values and Secret keys) over it."""
+    """The variables the kubelet would give the container: the shared ConfigMap and the
+    (optional) Kafka login under each envFrom prefix, then ``env`` (literal values and
+    Secret keys) over them."""
     environment: dict[str, str] = {}
     for source in box.get("envFrom", []):
-        environment.update({source["prefix"] + k: v for k, v in config.items()})
+        found = config if "configMapRef" in source else (kafka_login or {})
+        environment.update({source["prefix"] + k: v for k, v in found.items()})
     for entry in box.get("env", []):
         if "value" in entry:
             environment[entry["name"]] = entry["value"]
@@ -267,7 +272,12 @@ def test_every_variable_a_container_sets_is_a_field_of_its_settings_class() -> N
                 assert isinstance(entry["value"], str), f"{where}: {name} must be a string"
         for source in box.get("envFrom", []):
             assert source["prefix"] == prefix, where
-            assert source["configMapRef"]["name"] == SHARED_CONFIG, where
+            if "secretRef" in source:
+                assert source["secretRef"] == {"name": KAFKA_LOGIN, "optional": True}, where
+                for key in example_secret(KAFKA_LOGIN):
+                    assert key.lower() in cls.model_fields, f"{where}: no field {key.lower()}"
+            else:
+                assert source["configMapRef"]["name"] == SHARED_CONFIG, where
 
 
 def test_every_shared_setting_is_a_field_every_service_reads() -> None:
@@ -309,11 +319,15 @@ def test_the_production_settings_start_with_a_filled_secret(
     for name, deployment in of_kind(base_resources(), "Deployment").items():
         service, role = process_of(deployment)
         cls = settings_class(service, role)
-        environment = container_environment(container(deployment), config, example_secret())
+        environment = container_environment(
+            container(deployment), config, example_secret(), example_secret(KAFKA_LOGIN)
+        )
         with monkeypatch.context() as patch:
             settings = build_settings(cls, environment, patch)
         assert settings.environment == "production", name
         assert settings.idempotent_producer, name
+        assert settings.kafka_security_protocol.uses_tls, name
+        assert settings.kafka_sasl_username == example_secret(KAFKA_LOGIN)["KAFKA_SASL_USERNAME"]
 
 
 def test_every_secret_key_a_deployment_reads_is_in_the_example_secret() -> None:
@@ -517,6 +531,9 @@ def test_each_overlay_references_only_what_it_renders_or_expects(folder: Path) -
     for name, deployment in of_kind(docs, "Deployment").items():
         box = container(deployment)
         for source in box.get("envFrom", []):
+            if "secretRef" in source:  # optional, created out of band when Kafka wants a login
+                assert source["secretRef"]["name"] == KAFKA_LOGIN, name
+                continue
             assert source["configMapRef"]["name"] in config_maps, name
         for entry in box.get("env", []):
             ref = entry.get("valueFrom", {}).get("secretKeyRef")
@@ -548,7 +565,9 @@ def test_the_rendered_production_overlay_starts_with_a_filled_secret(
         service, role = process_of(deployment)
         box = container(deployment)
         assert not box["image"].startswith(f"{IMAGE}:"), f"{name}: a registry image"
-        environment = container_environment(box, config["data"], example_secret())
+        environment = container_environment(
+            box, config["data"], example_secret(), example_secret(KAFKA_LOGIN)
+        )
         with monkeypatch.context() as patch:
             settings = build_settings(settings_class(service, role), environment, patch)
         assert settings.environment == "production", name

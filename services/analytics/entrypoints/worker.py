@@ -24,7 +24,7 @@ from services.analytics.application.processor import BatchOutcome, Processor
 from services.analytics.bootstrap import analytics
 from services.analytics.settings import AnalyticsSettings
 from services.kit import metrics
-from services.kit.kafka import ensure_topics
+from services.kit.kafka import ensure_topics, tls_context
 from services.kit.logging import get_logger
 from services.kit.metrics import serve_metrics
 from services.kit.runtime import run_all, run_periodically
@@ -41,6 +41,23 @@ def _record(outcome: BatchOutcome) -> None:
         if count:
             label = {"duplicates": "duplicate", "rejected": "dead_lettered"}.get(name, name)
             metrics.CONSUMED.labels(CONSUMER, label).inc(count)
+
+
+def faust_credentials(settings: AnalyticsSettings) -> faust.types.auth.CredentialsT | None:
+    """The kit's Kafka login (``<PREFIX>_KAFKA_SECURITY_PROTOCOL`` and the rest) as faust
+    takes it, so that the stream processor connects as every other client does."""
+    protocol = settings.kafka_security_protocol
+    context = tls_context(settings)
+    if protocol.uses_sasl and settings.kafka_sasl_password is not None:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism.value,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def stream_app(
@@ -71,6 +88,7 @@ def stream_app(
         topic_partitions=settings.kafka_partitions,
         topic_replication_factor=settings.kafka_replication_factor,
         producer_acks=-1,
+        broker_credentials=faust_credentials(settings),
     )
     topic = app.topic(
         *settings.source_topics,
