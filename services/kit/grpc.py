@@ -156,7 +156,7 @@ async def start_grpc_server(
     Requests larger than ``max_message_bytes`` are refused before they are parsed."""
     server = grpc.aio.server(
         interceptors=[KitServerInterceptor(verifier, service)],
-        options=[("grpc.max_receive_message_length", max_message_bytes)],
+        options=[("grpc.max_receive_message_length", max_message_bytes), *SERVER_OPTIONS],
     )
     register(server)
     health = HealthServicer()
@@ -203,8 +203,20 @@ class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(_with_token(details, self._token()), request)
 
 
+CHANNEL_OPTIONS = [("grpc.lb_policy_name", "round_robin")]
+"""Calls are spread over every address the target resolves to (``dns:///inventory-grpc:50101``
+on a headless Kubernetes Service gives one per pod), not all sent down the first one."""
+
+SERVER_OPTIONS = [
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 30 * 1000),
+]
+"""A server closes each client connection (gracefully: calls in flight finish) after about
+five minutes, so clients resolve the target again and reach the pods added since."""
+
+
 def authenticated_channel(target: str, token: Callable[[], str]) -> grpc.aio.Channel:
     """A channel whose every call carries ``Bearer <token()>`` (a service identity)."""
     return grpc.aio.insecure_channel(
-        target, interceptors=[_UnaryBearer(token), _StreamBearer(token)]
+        target, options=CHANNEL_OPTIONS, interceptors=[_UnaryBearer(token), _StreamBearer(token)]
     )

@@ -198,6 +198,16 @@ async def test_answers_a_call_with_a_valid_token_and_gives_the_servicer_its_call
     ]
 
 
+async def test_a_dns_target_as_kubernetes_names_a_headless_service_reaches_the_server(
+    server: Server,
+) -> None:
+    port = server.target.rsplit(":", 1)[1]
+    async with authenticated_channel(f"dns:///localhost:{port}", merchant_token) as channel:
+        level = await get_stock(channel, "sku-1")
+
+    assert level.on_hand == 7
+
+
 async def test_takes_a_fresh_token_for_every_call(server: Server) -> None:
     subjects = iter(["service:first", "service:second"])
 
