@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import uuid4
 
 import structlog
@@ -47,7 +47,6 @@ REQUEST_ID_HEADER = "x-request-id"
 TRACE_HEADERS = ("traceparent", "tracestate")
 """W3C trace context: carried from the request into every event it causes."""
 
-T = TypeVar("T")
 ReadinessCheck = Callable[[], Awaitable[object]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -202,9 +201,6 @@ class Page:
 
     limit: int
     offset: int
-
-    def of(self, items: Sequence[T]) -> list[T]:
-        return list(items[self.offset : self.offset + self.limit])
 
 
 def _page(

@@ -303,12 +303,17 @@ class CouponLedger:
             rows = await conn.fetch(query + " FOR UPDATE", merchant_id, list(coupon_ids))
         return {r["coupon_id"]: _coupon_of(r) for r in rows}
 
-    async def coupons_of_owner(self, merchant_id: str, owner_id: str) -> list[HeldCoupon]:
+    async def coupons_of_owner(
+        self, merchant_id: str, owner_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[HeldCoupon]:
         rows = await self._pool.fetch(
             f"SELECT {_COUPON_COLUMNS} FROM coupons"  # noqa: S608
-            " WHERE merchant_id = $1 AND owner_id = $2 ORDER BY claimed_at, coupon_id",
+            " WHERE merchant_id = $1 AND owner_id = $2 ORDER BY claimed_at, coupon_id"
+            " LIMIT $3 OFFSET $4",
             merchant_id,
             owner_id,
+            limit,
+            offset,
         )
         return [_coupon_of(r) for r in rows]
 

@@ -199,10 +199,15 @@ class PriceBook:
         )
         return [_promotion_of(r) for r in rows]
 
-    async def all_promotions(self, merchant_id: str) -> list[PricePromotion]:
+    async def all_promotions(
+        self, merchant_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[PricePromotion]:
+        """The merchant's price promotions by id; ``limit`` None: all of them."""
         rows = await self._pool.fetch(
             f"SELECT {_PROMOTION_COLUMNS} FROM price_promotions"  # noqa: S608
-            " WHERE merchant_id = $1 ORDER BY promotion_id",
+            " WHERE merchant_id = $1 ORDER BY promotion_id LIMIT $2 OFFSET $3",
             merchant_id,
+            limit,
+            offset,
         )
         return [_promotion_of(r) for r in rows]

@@ -211,8 +211,12 @@ class Coupons:
 
     # -- a coupon's life with an order ----------------------------------------------------
 
-    async def wallet(self, merchant_id: str, owner_id: str) -> list[HeldCoupon]:
-        return await self._records.coupons_of_owner(merchant_id, owner_id)
+    async def wallet(
+        self, merchant_id: str, owner_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[HeldCoupon]:
+        return await self._records.coupons_of_owner(
+            merchant_id, owner_id, limit=limit, offset=offset
+        )
 
     async def held(self, merchant_id: str, coupon_ids: Sequence[str]) -> list[HeldCoupon]:
         """The coupons, in the order given; an unknown one is CouponNotFoundError."""

@@ -158,7 +158,11 @@ class CouponRecords(Protocol):
         """The coupons found; with ``conn``, locked in its transaction."""
         ...
 
-    async def coupons_of_owner(self, merchant_id: str, owner_id: str) -> list[HeldCoupon]: ...
+    async def coupons_of_owner(
+        self, merchant_id: str, owner_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[HeldCoupon]:
+        """The owner's coupons, oldest claim first; ``limit`` None: all of them."""
+        ...
 
     async def coupons_of_order(
         self, conn: Connection, merchant_id: str, order_id: str

@@ -380,8 +380,10 @@ async def set_store_discount(
 async def price_promotions(
     caller: CurrentCaller, request: Request, page: PageQuery
 ) -> list[PricePromotionView]:
-    found = await _parts(request).prices.all_promotions(_merchant(caller))
-    return [PricePromotionView.of(p) for p in page.of(found)]
+    found = await _parts(request).prices.all_promotions(
+        _merchant(caller), limit=page.limit, offset=page.offset
+    )
+    return [PricePromotionView.of(p) for p in found]
 
 
 @merchant.delete("/price-promotions/{promotion_id}", summary="Remove a price promotion")
@@ -550,8 +552,10 @@ async def claim(
 async def my_coupons(
     merchant_id: MerchantId, caller: CurrentCaller, request: Request, page: PageQuery
 ) -> list[CouponView]:
-    found = await _parts(request).coupons.wallet(merchant_id, _buyer(caller))
-    return [CouponView.of(c) for c in page.of(found)]
+    found = await _parts(request).coupons.wallet(
+        merchant_id, _buyer(caller), limit=page.limit, offset=page.offset
+    )
+    return [CouponView.of(c) for c in found]
 
 
 @buyer.get("/group-offers/{offer_id}", summary="A group-buy offer")

@@ -95,6 +95,39 @@ async def test_buyers_claim_a_drop_until_it_is_sold_out_and_see_their_coupons(
     assert read.json()["claimed"] == 2
 
 
+async def test_a_buyers_coupons_and_a_merchants_promotions_come_a_page_at_a_time(
+    client: Client,
+) -> None:
+    for name in ("drop-a", "drop-b", "drop-c"):
+        body = template(template_id=name, per_user_limit=1)
+        assert (
+            await client.http.post("/v1/coupon-templates", json=body, headers=client.auth())
+        ).status_code == 201
+        claim = f"/v1/merchants/{client.merchant}/coupon-templates/{name}/claims"
+        answer = await client.http.post(
+            claim, json={"claim_id": f"{name}-1"}, headers=client.buyer("b0")
+        )
+        assert answer.json()["outcome"] == "claimed"
+    wallet = f"/v1/merchants/{client.merchant}/coupons"
+    pages = [
+        (await client.http.get(wallet, params=q, headers=client.buyer("b0"))).json()
+        for q in ({"limit": 2}, {"limit": 2, "offset": 2}, {"limit": 2, "offset": 4})
+    ]
+    ids = [[c["coupon_id"] for c in page] for page in pages]
+    assert ids == [["drop-a-1", "drop-b-1"], ["drop-c-1"], []]
+    too_big = await client.http.get(wallet, params={"limit": 100_000}, headers=client.buyer("b0"))
+    assert too_big.status_code == 422
+    for name in ("sd-1", "sd-2", "sd-3"):
+        put = await client.http.put(
+            f"/v1/store-discounts/{name}", json={"percent_bps": 500}, headers=client.auth()
+        )
+        assert put.status_code == 200
+    second = await client.http.get(
+        "/v1/price-promotions", params={"limit": 2, "offset": 1}, headers=client.auth()
+    )
+    assert [p["promotion_id"] for p in second.json()] == ["sd-2", "sd-3"]
+
+
 @pytest.mark.parametrize(
     ("case", "status"),
     [
