@@ -76,17 +76,23 @@ class CampaignRequest(_message.Message):
 
     MERCHANT_ID_FIELD_NUMBER: _builtins.int
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    ROOM_ID_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
     campaign_id: _builtins.str
+    room_id: _builtins.str
+    """The room the caller acts in (the room service always sets it): a campaign that sells in
+    another room is refused, FAILED_PRECONDITION, unchanged. Empty: not checked (operators).
+    """
     def __init__(
         self,
         *,
         merchant_id: _builtins.str = ...,
         campaign_id: _builtins.str = ...,
+        room_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "merchant_id", b"merchant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "merchant_id", b"merchant_id", "room_id", b"room_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -128,7 +128,7 @@ class PromotionServiceServicer:
         Idempotent: a live campaign is answered as it is.
         Callers: services and ops (merchant_id required), the merchant's merchant-admin,
         operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
-        (the campaign has ended).
+        (the campaign has ended, or it sells in another room than the request's room_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -75,7 +75,7 @@ class PromotionServiceStub:
     Idempotent: a live campaign is answered as it is.
     Callers: services and ops (merchant_id required), the merchant's merchant-admin,
     operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
-    (the campaign has ended).
+    (the campaign has ended, or it sells in another room than the request's room_id).
     """
     StopCampaign: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CampaignRequest, _promotion_pb2.Campaign]
     """End a campaign now: inventory closes its sale and takes the unsold units back.
@@ -130,7 +130,7 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     Idempotent: a live campaign is answered as it is.
     Callers: services and ops (merchant_id required), the merchant's merchant-admin,
     operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
-    (the campaign has ended).
+    (the campaign has ended, or it sells in another room than the request's room_id).
     """
     StopCampaign: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CampaignRequest, _promotion_pb2.Campaign]  # type: ignore[assignment]
     """End a campaign now: inventory closes its sale and takes the unsold units back.
@@ -206,7 +206,7 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         Idempotent: a live campaign is answered as it is.
         Callers: services and ops (merchant_id required), the merchant's merchant-admin,
         operator and host users. Errors: NOT_FOUND (unknown campaign), FAILED_PRECONDITION
-        (the campaign has ended).
+        (the campaign has ended, or it sells in another room than the request's room_id).
         """
 
     @_abc_1.abstractmethod

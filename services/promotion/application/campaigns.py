@@ -15,6 +15,7 @@ from services.promotion.domain.campaigns import (
     Campaign,
     CampaignEnded,
     CampaignExistsError,
+    CampaignInAnotherRoomError,
     CampaignOverlapError,
     CampaignScheduled,
     CampaignStarted,
@@ -82,9 +83,12 @@ class Campaigns:
             await self._inventory.end_sale(merchant_id, event.campaign_id)
             raise
 
-    async def start(self, merchant_id: str, campaign_id: str) -> Campaign:
-        """Start now (idempotent for a live campaign)."""
+    async def start(self, merchant_id: str, campaign_id: str, room_id: str = "") -> Campaign:
+        """Start now (idempotent for a live campaign); ``room_id`` given: only a campaign of
+        that room (CampaignInAnotherRoomError, nothing changed)."""
         async with self._records.transaction() as conn:
+            if room_id:
+                _in_room(await self._records.locked(conn, merchant_id, campaign_id), room_id)
             return await self.start_in(conn, merchant_id, campaign_id, early=True)
 
     async def start_in(
@@ -101,9 +105,14 @@ class Campaigns:
             return campaign
         return await self._records.record(conn, campaign, started)
 
-    async def stop(self, merchant_id: str, campaign_id: str, reason: str = "stopped") -> Campaign:
-        """End now: inventory closes the sale first; then the end is recorded (idempotent)."""
+    async def stop(
+        self, merchant_id: str, campaign_id: str, reason: str = "stopped", room_id: str = ""
+    ) -> Campaign:
+        """End now: inventory closes the sale first; then the end is recorded (idempotent).
+        ``room_id`` given: only a campaign of that room, as for :meth:`start`."""
         async with self._records.transaction() as conn:
+            if room_id:
+                _in_room(await self._records.locked(conn, merchant_id, campaign_id), room_id)
             return await self.stop_in(conn, merchant_id, campaign_id, reason)
 
     async def stop_in(
@@ -115,3 +124,10 @@ class Campaigns:
             return campaign
         await self._inventory.end_sale(merchant_id, campaign_id)
         return await self._records.record(conn, campaign, ended)
+
+
+def _in_room(campaign: Campaign, room_id: str) -> None:
+    if campaign.scheduled.room_id != room_id:
+        raise CampaignInAnotherRoomError(
+            f"campaign {campaign.scheduled.campaign_id} sells in another room, not {room_id}"
+        )

@@ -47,6 +47,10 @@ class CampaignOverlapError(PreconditionFailedError):
     pass
 
 
+class CampaignInAnotherRoomError(PreconditionFailedError):
+    """A room acted on a campaign that sells in another room (a host launches only their own)."""
+
+
 class CampaignEndedError(PreconditionFailedError):
     pass
 

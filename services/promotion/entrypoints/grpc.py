@@ -103,12 +103,16 @@ class PromotionServicer(QuoteServicer):
 
     async def StartCampaign(self, request: pb.CampaignRequest, context: Context) -> pb.Campaign:
         merchant_id = self._campaign_caller(request)
-        campaign = await self._parts.campaigns.start(merchant_id, request.campaign_id)
+        campaign = await self._parts.campaigns.start(
+            merchant_id, request.campaign_id, room_id=request.room_id
+        )
         return self._campaign(campaign)
 
     async def StopCampaign(self, request: pb.CampaignRequest, context: Context) -> pb.Campaign:
         merchant_id = self._campaign_caller(request)
-        campaign = await self._parts.campaigns.stop(merchant_id, request.campaign_id)
+        campaign = await self._parts.campaigns.stop(
+            merchant_id, request.campaign_id, room_id=request.room_id
+        )
         return self._campaign(campaign)
 
     def _campaign_caller(self, request: pb.CampaignRequest) -> str:

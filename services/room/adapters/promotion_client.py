@@ -29,15 +29,19 @@ class GrpcCampaigns:
         self._stub = PromotionServiceStub(channel)
         self._timeout = timeout_seconds
 
-    async def start(self, merchant_id: str, campaign_id: str) -> CampaignView:
-        request = pb.CampaignRequest(merchant_id=merchant_id, campaign_id=campaign_id)
+    async def start(self, merchant_id: str, campaign_id: str, room_id: str) -> CampaignView:
+        request = pb.CampaignRequest(
+            merchant_id=merchant_id, campaign_id=campaign_id, room_id=room_id
+        )
         try:
             return campaign_of(await self._stub.StartCampaign(request, timeout=self._timeout))
         except grpc.aio.AioRpcError as error:
             raise error_from_rpc(error, CALLEE) from error
 
-    async def stop(self, merchant_id: str, campaign_id: str) -> CampaignView:
-        request = pb.CampaignRequest(merchant_id=merchant_id, campaign_id=campaign_id)
+    async def stop(self, merchant_id: str, campaign_id: str, room_id: str) -> CampaignView:
+        request = pb.CampaignRequest(
+            merchant_id=merchant_id, campaign_id=campaign_id, room_id=room_id
+        )
         try:
             return campaign_of(await self._stub.StopCampaign(request, timeout=self._timeout))
         except grpc.aio.AioRpcError as error:

@@ -35,7 +35,9 @@ class RoomCampaigns:
         ensure_can_run(caller, room)
         if not room.is_live:
             raise RoomStateError(f"room {room_id} is {room.state.value}: campaigns need it live")
-        campaign = await self._campaigns.start(merchant_id, validate_id(campaign_id, "campaign"))
+        campaign = await self._campaigns.start(
+            merchant_id, validate_id(campaign_id, "campaign"), room_id
+        )
         await self._announce(merchant_id, room_id, campaign, PushKind.CAMPAIGN_STARTED)
         return campaign
 
@@ -44,15 +46,16 @@ class RoomCampaigns:
     ) -> CampaignView:
         room = await self._rooms.load(merchant_id, validate_room_id(room_id))
         ensure_can_run(caller, room)
-        campaign = await self._campaigns.stop(merchant_id, validate_id(campaign_id, "campaign"))
+        campaign = await self._campaigns.stop(
+            merchant_id, validate_id(campaign_id, "campaign"), room_id
+        )
         await self._announce(merchant_id, room_id, campaign, PushKind.CAMPAIGN_ENDED)
         return campaign
 
     async def _announce(
         self, merchant_id: str, room_id: str, campaign: CampaignView, kind: PushKind
     ) -> None:
-        """To the room the campaign sells in (promotion's answer names it; the request
-        cannot, see docs/room.md)."""
+        """To the room the campaign sells in (promotion refused any other)."""
         now = self._clock()
         data: dict[str, object] = {
             "campaign_id": campaign.campaign_id,
@@ -62,5 +65,4 @@ class RoomCampaigns:
         if campaign.ends_at is not None:
             data["ends_at"] = campaign.ends_at.isoformat()
             data["countdown_seconds"] = max(0, int((campaign.ends_at - now).total_seconds()))
-        target = campaign.room_id or room_id
-        await self._push.publish(merchant_id, [PushMessage(kind, target, now, data)])
+        await self._push.publish(merchant_id, [PushMessage(kind, room_id, now, data)])

@@ -258,9 +258,13 @@ class CampaignView:
 class Campaigns(Protocol):
     """Promotion's flash-sale campaigns (gRPC promotion.v1)."""
 
-    async def start(self, merchant_id: str, campaign_id: str) -> CampaignView: ...
+    async def start(self, merchant_id: str, campaign_id: str, room_id: str) -> CampaignView:
+        """Start the campaign if it sells in ``room_id`` (else a PreconditionFailedError)."""
+        ...
 
-    async def stop(self, merchant_id: str, campaign_id: str) -> CampaignView: ...
+    async def stop(self, merchant_id: str, campaign_id: str, room_id: str) -> CampaignView:
+        """End the campaign if it sells in ``room_id`` (else a PreconditionFailedError)."""
+        ...
 
 
 class DueReminders(Protocol):

@@ -13,7 +13,7 @@ import httpx
 import pytest_asyncio
 import uvicorn
 
-from services.kit.errors import NotFoundError
+from services.kit.errors import NotFoundError, PreconditionFailedError
 from services.kit.identity import Caller, Role, TokenIssuer
 from services.kit.redis import create_redis
 from services.kit.settings import Environment
@@ -65,11 +65,17 @@ class FakeCampaigns:
             campaign_id, "SKU-1", self.rooms[campaign_id], self.states[campaign_id], None, None
         )
 
-    async def start(self, merchant_id: str, campaign_id: str) -> CampaignView:
+    def _of_room(self, campaign_id: str, room_id: str) -> None:
+        if self.view(campaign_id).room_id != room_id:
+            raise PreconditionFailedError(f"campaign {campaign_id} sells in another room")
+
+    async def start(self, merchant_id: str, campaign_id: str, room_id: str) -> CampaignView:
+        self._of_room(campaign_id, room_id)
         self.states[campaign_id] = "live"
         return self.view(campaign_id)
 
-    async def stop(self, merchant_id: str, campaign_id: str) -> CampaignView:
+    async def stop(self, merchant_id: str, campaign_id: str, room_id: str) -> CampaignView:
+        self._of_room(campaign_id, room_id)
         self.states[campaign_id] = "ended"
         return self.view(campaign_id)
 

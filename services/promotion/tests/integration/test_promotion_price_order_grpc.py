@@ -212,8 +212,16 @@ async def test_a_campaign_started_early_sells_at_once_and_stopping_ends_its_sale
     with pytest.raises(grpc.aio.AioRpcError) as early:
         await api.stub.PriceOrder(_request(api, "alice", "LIP-01"))
     assert early.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    request = pb.CampaignRequest(merchant_id=api.merchant, campaign_id=campaign)
+    request = pb.CampaignRequest(merchant_id=api.merchant, campaign_id=campaign, room_id=ROOM)
     host = api.as_user(Role.HOST)
+    for rpc in (host.StartCampaign, host.StopCampaign):
+        another_room = pb.CampaignRequest(
+            merchant_id=api.merchant, campaign_id=campaign, room_id="another-room"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await rpc(another_room)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (await api.parts.campaign_book.campaign(api.merchant, campaign)).started_at is None
 
     started = await host.StartCampaign(request)
     assert started.state == "live"

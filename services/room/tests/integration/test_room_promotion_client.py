@@ -25,12 +25,14 @@ ENDS_AT = datetime(2030, 1, 1, 20, 0, tzinfo=UTC)
 
 class FakePromotion(promotion_pb2_grpc.PromotionServiceServicer):
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str, str]] = []
+        self.calls: list[tuple[str, str, str, str, str]] = []
 
     async def _answer(self, request: pb.CampaignRequest, state: str) -> pb.Campaign:
         caller = current_caller()
         assert Role.SERVICE in caller.roles
-        self.calls.append((caller.subject, state, request.merchant_id, request.campaign_id))
+        self.calls.append(
+            (caller.subject, state, request.merchant_id, request.campaign_id, request.room_id)
+        )
         if request.campaign_id == "missing":
             raise NotFoundError("campaign missing not found")
         return pb.Campaign(
@@ -73,13 +75,13 @@ async def test_starts_and_stops_a_campaign_as_the_room_service(
     promotion: tuple[FakePromotion, GrpcCampaigns],
 ) -> None:
     fake, campaigns = promotion
-    started = await campaigns.start("m1", "flash-1")
-    stopped = await campaigns.stop("m1", "flash-1")
+    started = await campaigns.start("m1", "flash-1", "room-1")
+    stopped = await campaigns.stop("m1", "flash-1", "room-1")
     assert (started.state, stopped.state) == ("live", "ended")
     assert (started.room_id, started.sku_id, started.ends_at) == ("room-1", "SKU-9", ENDS_AT)
     assert fake.calls == [
-        ("service:room", "live", "m1", "flash-1"),
-        ("service:room", "ended", "m1", "flash-1"),
+        ("service:room", "live", "m1", "flash-1", "room-1"),
+        ("service:room", "ended", "m1", "flash-1", "room-1"),
     ]
 
 
@@ -88,13 +90,13 @@ async def test_promotions_refusal_keeps_its_meaning(
 ) -> None:
     _, campaigns = promotion
     with pytest.raises(NotFoundError, match="missing"):
-        await campaigns.start("m1", "missing")
+        await campaigns.start("m1", "missing", "room-1")
 
 
 async def test_an_unreachable_promotion_is_unavailable() -> None:
     channel = grpc.aio.insecure_channel("127.0.0.1:1")
     try:
         with pytest.raises(UnavailableError):
-            await GrpcCampaigns(channel, timeout_seconds=1).start("m1", "flash-1")
+            await GrpcCampaigns(channel, timeout_seconds=1).start("m1", "flash-1", "room-1")
     finally:
         await channel.close()
