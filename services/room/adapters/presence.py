@@ -6,19 +6,28 @@ script sees them together: ``live`` (joins accepted), ``seen`` (sorted set viewe
 seen ms: concurrent viewers are one ZCOUNT), ``visits`` (hash viewer -> open visit and its
 start), ``uv`` (HyperLogLog: unique viewers in 12 KB whatever the crowd), ``peak`` (set in
 the join script, so it is exact under any storm), ``watch`` (watched ms of closed visits).
-``<namespace>:live-rooms`` lists the open rooms for the sweeper.
+``<namespace>:live-rooms`` lists the open rooms for the sweeper;
+``<namespace>:parked-departures`` (a list of JSON) holds departures whose ViewerLeft could
+not be recorded yet, until the sweeper records them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
 from services.kit.lua import evalsha_many, register_scripts, unavailable_on_redis_errors
-from services.room.application.ports import Departure, JoinAttempt, JoinDecision, JoinOutcome
-from services.room.domain.viewers import ViewerFiguresNow
+from services.room.application.ports import (
+    Departure,
+    JoinAttempt,
+    JoinDecision,
+    JoinOutcome,
+    ParkedDeparture,
+)
+from services.room.domain.viewers import LeaveReason, ViewerFiguresNow
 
 _SCRIPTS = ("join", "forget", "heartbeat", "depart")
 _FOREVER_MS = 2**52
@@ -36,11 +45,33 @@ def _at(ms: int | str) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
+def _parked_json(parked: ParkedDeparture) -> str:
+    d = parked.departure
+    return json.dumps(
+        [
+            parked.merchant_id,
+            parked.room_id,
+            parked.reason.value,
+            d.viewer_id,
+            d.visit_id,
+            _ms(d.joined_at),
+            _ms(d.left_at),
+        ]
+    )
+
+
+def _parked_of(text: str) -> ParkedDeparture:
+    merchant_id, room_id, reason, viewer_id, visit_id, joined_ms, left_ms = json.loads(text)
+    departure = Departure(viewer_id, visit_id, _at(joined_ms), _at(left_ms))
+    return ParkedDeparture(merchant_id, room_id, LeaveReason(reason), departure)
+
+
 class RedisPresence:
     def __init__(self, redis: Redis, *, namespace: str, retention: timedelta) -> None:
         self._redis = redis
         self._namespace = namespace
         self._live_rooms = f"{namespace}:live-rooms"
+        self._parked = f"{namespace}:parked-departures"
         self._retention = retention
         self._scripts = register_scripts(redis, "services.room.adapters", _SCRIPTS)
 
@@ -129,6 +160,16 @@ class RedisPresence:
         for key in self._keys(merchant_id, room_id, "seen", "visits", "uv", "peak", "watch"):
             pipe.expire(key, self._retention)
         await pipe.execute()
+
+    @unavailable_on_redis_errors("presence")
+    async def park_departures(self, parked: Sequence[ParkedDeparture]) -> None:
+        if parked:
+            await self._redis.rpush(self._parked, *(_parked_json(p) for p in parked))
+
+    @unavailable_on_redis_errors("presence")
+    async def take_parked(self, limit: int) -> list[ParkedDeparture]:
+        taken = await self._redis.lpop(self._parked, limit)
+        return [_parked_of(str(item)) for item in taken or []]
 
     @unavailable_on_redis_errors("presence")
     async def live_rooms(self) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from services.room.domain.comments import CommentPosted
 from services.room.domain.draws import DrawHeld
 from services.room.domain.reminders import Reminder, ReminderKind, SubscriptionTarget
 from services.room.domain.room import Room, RoomEvent, RoomScheduled
-from services.room.domain.viewers import ViewerFiguresNow, ViewerJoined, ViewerLeft
+from services.room.domain.viewers import LeaveReason, ViewerFiguresNow, ViewerJoined, ViewerLeft
 
 Clock = Callable[[], datetime]
 
@@ -85,6 +85,16 @@ class Departure:
     left_at: datetime
 
 
+@dataclass(frozen=True)
+class ParkedDeparture:
+    """A departure waiting for its ViewerLeft to be recorded."""
+
+    merchant_id: str
+    room_id: str
+    reason: LeaveReason
+    departure: Departure
+
+
 class Presence(Protocol):
     """Who is in a live room now, and the room's viewer figures (Redis): every operation on
     one room is atomic, so a join storm needs no locks and the peak is exact."""
@@ -141,6 +151,15 @@ class Presence(Protocol):
 
     async def present(self, merchant_id: str, room_id: str, since: datetime) -> list[str]:
         """Viewers seen since ``since``."""
+        ...
+
+    async def park_departures(self, parked: Sequence[ParkedDeparture]) -> None:
+        """Keep departures whose ViewerLeft could not be recorded, for a later retry (the
+        viewer is already out of presence: without this the visit would never end)."""
+        ...
+
+    async def take_parked(self, limit: int) -> list[ParkedDeparture]:
+        """Take out (at most ``limit``) parked departures, oldest first."""
         ...
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from uuid import uuid4
 
 from services.kit.batching import MicroBatcher
+from services.kit.errors import ConcurrencyError
 from services.kit.logging import get_logger
 from services.room.application.ports import (
     Clock,
@@ -22,6 +23,7 @@ from services.room.application.ports import (
     JoinAttempt,
     JoinDecision,
     JoinOutcome,
+    ParkedDeparture,
     Presence,
     Push,
     PushKind,
@@ -43,6 +45,8 @@ from services.room.domain.viewers import (
 log = get_logger(__name__)
 
 EMPTY_BATCH = 1000
+PARKED_BATCH = 5000
+"""At most this many parked departures are retried per sweep."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class Viewers:
     async def sweep(self) -> int:
         """Viewers not seen for the timeout leave; every live room hears its viewer count.
         Safe in any number of replicas: presence takes each viewer out once."""
+        await self.record_parked()
         total = 0
         since = self._since()
         for merchant_id, room_id in await self._presence.live_rooms():
@@ -200,11 +205,34 @@ class Viewers:
         results = await asyncio.gather(
             *(self._visits.left(merchant_id, e) for e in events), return_exceptions=True
         )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            log.error(
-                "viewer departures not recorded",
-                room_id=room_id,
-                count=len(failures),
-                exc_info=failures[0],
+        # A ConcurrencyError is a visit that already has its ViewerLeft (a retry of a write
+        # that had gone through) or never had its ViewerJoined: nothing is left to record.
+        failed = [
+            (departure, result)
+            for departure, result in zip(departures, results, strict=True)
+            if isinstance(result, BaseException) and not isinstance(result, ConcurrencyError)
+        ]
+        if not failed:
+            return
+        log.warning(
+            "viewer departures not recorded; parked for the sweeper",
+            room_id=room_id,
+            count=len(failed),
+            exc_info=failed[0][1],
+        )
+        await self._presence.park_departures(
+            [ParkedDeparture(merchant_id, room_id, reason, d) for d, _ in failed]
+        )
+
+    async def record_parked(self) -> int:
+        """Record the departures parked when their ViewerLeft could not be written; those
+        that fail again are parked again (for the next sweep). How many were taken."""
+        parked = await self._presence.take_parked(PARKED_BATCH)
+        rooms: dict[tuple[str, str, LeaveReason], list[Departure]] = {}
+        for item in parked:
+            rooms.setdefault((item.merchant_id, item.room_id, item.reason), []).append(
+                item.departure
             )
+        for (merchant_id, room_id, reason), departures in rooms.items():
+            await self._record_departures(merchant_id, room_id, departures, reason)
+        return len(parked)

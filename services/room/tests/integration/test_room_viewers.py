@@ -6,14 +6,21 @@ that is not live is refused clearly."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
 from livecommerce.room.v1 import events_pb2 as pb
+from services.kit.errors import UnavailableError
 from services.kit.identity import Role
 from services.kit.testing import unique
-from services.room.adapters.presence import room_key
+from services.room.adapters.presence import RedisPresence, room_key
+from services.room.adapters.push import RedisPush
+from services.room.adapters.rooms import PostgresRooms
+from services.room.adapters.visits import GroupCommittedVisits
+from services.room.application.ports import VisitLog
+from services.room.application.viewers import Viewers
 from services.room.bootstrap import RoomService
 from services.room.domain.room import RoomNotFoundError, ScheduleRoom
 from services.room.domain.viewers import (
@@ -21,6 +28,8 @@ from services.room.domain.viewers import (
     JoinRoom,
     NotInRoomError,
     RoomNotLiveError,
+    ViewerJoined,
+    ViewerLeft,
 )
 from services.room.tests.conftest import Harness
 
@@ -189,3 +198,56 @@ async def test_ending_the_room_lets_everyone_leave_and_records_the_figures(
     assert len(await visit_events(harness.service, merchant, room_id, LEFT)) == 3
     with pytest.raises(RoomNotLiveError):
         await harness.service.viewers.join(join(merchant, room_id, "late"))
+
+
+@dataclass
+class DatabaseDownForDepartures:
+    """The real visit log, except that ViewerLeft cannot be written while ``down``."""
+
+    real: VisitLog
+    down: bool = True
+
+    async def joined(self, merchant_id: str, event: ViewerJoined) -> None:
+        await self.real.joined(merchant_id, event)
+
+    async def left(self, merchant_id: str, event: ViewerLeft) -> None:
+        if self.down:
+            raise UnavailableError("the database is unavailable")
+        await self.real.left(merchant_id, event)
+
+
+async def test_a_departure_that_cannot_be_recorded_is_recorded_by_a_later_sweep(
+    harness: Harness,
+) -> None:
+    merchant = unique("m")
+    room_id = await live_room(harness, merchant)
+    service, settings = harness.service, harness.service.settings
+    visits = DatabaseDownForDepartures(
+        GroupCommittedVisits(service.pool, service.store, max_batch=64)
+    )
+    viewers = Viewers(
+        PostgresRooms(service.pool, service.store, reminder_lead=timedelta(minutes=5)),
+        RedisPresence(
+            service.redis, namespace=settings.redis_namespace, retention=timedelta(days=1)
+        ),
+        visits,
+        RedisPush(service.redis, prefix=settings.push_channel_prefix),
+        clock=harness.clock,
+        timeout=timedelta(seconds=settings.presence_timeout_seconds),
+    )
+    await viewers.join(join(merchant, room_id, "fan"))
+    harness.clock.advance(45)
+
+    assert await viewers.leave(merchant, room_id, "fan") == 45
+    assert await visit_events(service, merchant, room_id, LEFT) == []
+    await viewers.sweep()  # still down: parked again
+    assert await visit_events(service, merchant, room_id, LEFT) == []
+
+    visits.down = False
+    await viewers.sweep()
+    [payload] = await visit_events(service, merchant, room_id, LEFT)
+    left = pb.ViewerLeft.FromString(payload)
+    assert (left.viewer_id, left.watched_seconds, left.reason) == ("fan", 45, "left")
+    assert await viewers.record_parked() == 0
+    await viewers.sweep()
+    assert len(await visit_events(service, merchant, room_id, LEFT)) == 1
