@@ -12,11 +12,9 @@ from services.inventory.adapters.stock_levels import project_stock_received
 from services.inventory.bootstrap import inventory
 from services.inventory.entrypoints.consumers import ORDERS_CONSUMER, order_event_handlers
 from services.inventory.settings import InventorySettings
-from services.kit.consumer import ConsumerRunner
 from services.kit.db import Connection
-from services.kit.kafka import ensure_topics, new_consumer, new_producer
+from services.kit.event_worker import Subscription, event_plumbing
 from services.kit.metrics import serve_metrics
-from services.kit.outbox import KafkaPublisher, OutboxRelay
 from services.kit.runtime import run_all, run_periodically
 from services.kit.timers import Timer, TimerWorker
 
@@ -25,52 +23,34 @@ STOCK_LEVELS_CONSUMER = "inventory-stock-levels"
 
 async def run_worker(settings: InventorySettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
-    topic, orders_topic = settings.events_topic, settings.order_events_topic
-    await ensure_topics(
-        settings,
-        [topic, f"{STOCK_LEVELS_CONSUMER}.dlq", orders_topic, f"{ORDERS_CONSUMER}.dlq"],
-    )
     async with inventory(settings) as parts:
-        producer = new_producer(settings)
-        consumer = new_consumer(settings, STOCK_LEVELS_CONSUMER, [topic])
-        order_consumer = new_consumer(settings, ORDERS_CONSUMER, [orders_topic])
-        await producer.start()
-        await consumer.start()
-        await order_consumer.start()
         flash_sales = parts.flash_sales
 
         async def end_sale(timer: Timer, conn: Connection) -> None:
             await flash_sales.end(timer.merchant_id, str(timer.payload["sale_id"]))
 
-        try:
-            relay = OutboxRelay(
-                dsn=settings.postgres_dsn,
-                store=parts.store,
-                publisher=KafkaPublisher(producer),
-                service=settings.service_name,
-                topic=topic,
-            )
-            stock_levels = ConsumerRunner(
-                name=STOCK_LEVELS_CONSUMER,
-                consumer=consumer,
-                dead_letters=producer,
-                pool=parts.pool,
-                handlers={events_pb2.StockReceived.DESCRIPTOR.full_name: project_stock_received},
-            )
-            orders = ConsumerRunner(
-                name=ORDERS_CONSUMER,
-                consumer=order_consumer,
-                dead_letters=producer,
-                pool=parts.pool,
-                handlers=order_event_handlers(flash_sales),
-            )
-            sale_ends = TimerWorker(pool=parts.pool, kind=SALE_END_TIMER, handler=end_sale)
+        subscriptions = [
+            Subscription(
+                STOCK_LEVELS_CONSUMER,
+                [settings.events_topic],
+                {events_pb2.StockReceived.DESCRIPTOR.full_name: project_stock_received},
+                loop="stock-levels",
+            ),
+            Subscription(
+                ORDERS_CONSUMER,
+                [settings.order_events_topic],
+                order_event_handlers(flash_sales),
+                loop="orders",
+            ),
+        ]
+        sale_ends = TimerWorker(pool=parts.pool, kind=SALE_END_TIMER, handler=end_sale)
+        async with event_plumbing(
+            settings, pool=parts.pool, store=parts.store, subscriptions=subscriptions
+        ) as plumbing:
             await run_all(
                 stop,
                 {
-                    "relay": relay.run(stop),
-                    "stock-levels": stock_levels.run(stop),
-                    "orders": orders.run(stop),
+                    **plumbing.loops(stop),
                     "sale-ends": sale_ends.run(stop),
                     "sweeper": run_periodically(
                         settings.sweep_interval_seconds, stop, flash_sales.sweep
@@ -80,10 +60,6 @@ async def run_worker(settings: InventorySettings, stop: asyncio.Event) -> None:
                     ),
                 },
             )
-        finally:
-            await order_consumer.stop()
-            await consumer.stop()
-            await producer.stop()
 
 
 async def reconcile_once(settings: InventorySettings) -> int:

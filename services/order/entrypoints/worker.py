@@ -8,12 +8,11 @@ import asyncio
 import asyncpg
 
 from livecommerce.promotion.v1 import events_pb2 as promotion_events
-from services.kit.consumer import ConsumedEvent, ConsumerRunner, Handler
+from services.kit.consumer import ConsumedEvent, Handler
 from services.kit.db import Connection
-from services.kit.kafka import ensure_topics, new_consumer, new_producer
+from services.kit.event_worker import Subscription, event_plumbing
 from services.kit.logging import get_logger
 from services.kit.metrics import serve_metrics
-from services.kit.outbox import KafkaPublisher, OutboxRelay
 from services.kit.runtime import run_all
 from services.kit.timers import Timer, TimerWorker
 from services.order.application.orders import (
@@ -81,44 +80,28 @@ def group_payment_rejected_handler(orders: Orders) -> Handler:
 
 async def run_worker(settings: OrderSettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
-    topic = settings.events_topic
-    await ensure_topics(settings, [topic, PROMOTION_TOPIC, f"{GROUPS_CONSUMER}.dlq"])
     async with order_service(settings) as service:
-        producer = new_producer(settings)
-        consumer = new_consumer(settings, GROUPS_CONSUMER, [PROMOTION_TOPIC])
-        await producer.start()
-        await consumer.start()
-        try:
-            relay = OutboxRelay(
-                dsn=settings.postgres_dsn,
-                store=service.store.events,
-                publisher=KafkaPublisher(producer),
-                service=settings.service_name,
-                topic=topic,
-            )
-            groups = ConsumerRunner(
-                name=GROUPS_CONSUMER,
-                consumer=consumer,
-                dead_letters=producer,
-                pool=service.pool,
-                handlers={
-                    promotion_events.GroupFailed.DESCRIPTOR.full_name: group_failed_handler(
-                        service.orders
-                    ),
-                    promotion_events.GroupPaymentRejected.DESCRIPTOR.full_name: (
-                        group_payment_rejected_handler(service.orders)
-                    ),
-                },
-            )
-            timers = timer_workers(service.orders, service.pool, settings.timer_poll_seconds)
+        group_buys = Subscription(
+            GROUPS_CONSUMER,
+            [PROMOTION_TOPIC],
+            {
+                promotion_events.GroupFailed.DESCRIPTOR.full_name: group_failed_handler(
+                    service.orders
+                ),
+                promotion_events.GroupPaymentRejected.DESCRIPTOR.full_name: (
+                    group_payment_rejected_handler(service.orders)
+                ),
+            },
+            loop="group-buys",
+        )
+        timers = timer_workers(service.orders, service.pool, settings.timer_poll_seconds)
+        async with event_plumbing(
+            settings, pool=service.pool, store=service.store.events, subscriptions=[group_buys]
+        ) as plumbing:
             await run_all(
                 stop,
                 {
-                    "relay": relay.run(stop),
-                    "group-buys": groups.run(stop),
+                    **plumbing.loops(stop),
                     **{kind: worker.run(stop) for kind, worker in timers.items()},
                 },
             )
-        finally:
-            await consumer.stop()
-            await producer.stop()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from services.kit.consumer import ConsumerRunner
 from services.kit.db import Connection
-from services.kit.kafka import ensure_topics, new_consumer, new_producer
+from services.kit.event_worker import Subscription, event_plumbing
 from services.kit.metrics import serve_metrics
-from services.kit.outbox import KafkaPublisher, OutboxRelay
 from services.kit.runtime import run_all, run_periodically
 from services.kit.timers import Timer, TimerWorker
 from services.promotion.adapters.campaign_book import CAMPAIGN_END_TIMER, CAMPAIGN_START_TIMER
@@ -53,41 +51,16 @@ def timer_workers(parts: Promotion) -> dict[str, TimerWorker]:
 
 async def run_worker(settings: PromotionSettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
-    topic = settings.events_topic
-    await ensure_topics(
-        settings, [topic, settings.order_events_topic, f"{ORDER_EVENTS_CONSUMER}.dlq"]
-    )
     async with promotion(settings) as parts:
-        producer = new_producer(settings)
-        consumer = new_consumer(settings, ORDER_EVENTS_CONSUMER, [settings.order_events_topic])
-        await producer.start()
-        await consumer.start()
-        try:
-            relay = OutboxRelay(
-                dsn=settings.postgres_dsn,
-                store=parts.store,
-                publisher=KafkaPublisher(producer),
-                service=settings.service_name,
-                topic=topic,
-            )
-            orders = ConsumerRunner(
-                name=ORDER_EVENTS_CONSUMER,
-                consumer=consumer,
-                dead_letters=producer,
-                pool=parts.pool,
-                handlers=order_event_handlers(parts.coupons, parts.groups),
-            )
+        order_events = Subscription(
+            ORDER_EVENTS_CONSUMER,
+            [settings.order_events_topic],
+            order_event_handlers(parts.coupons, parts.groups),
+            loop="order-events",
+        )
+        async with event_plumbing(
+            settings, pool=parts.pool, store=parts.store, subscriptions=[order_events]
+        ) as plumbing:
             loops = {name: worker.run(stop) for name, worker in timer_workers(parts).items()}
             sweeper = run_periodically(settings.sweep_interval_seconds, stop, parts.coupons.sweep)
-            await run_all(
-                stop,
-                {
-                    "relay": relay.run(stop),
-                    "order-events": orders.run(stop),
-                    "claim-sweeper": sweeper,
-                    **loops,
-                },
-            )
-        finally:
-            await consumer.stop()
-            await producer.stop()
+            await run_all(stop, {**plumbing.loops(stop), "claim-sweeper": sweeper, **loops})

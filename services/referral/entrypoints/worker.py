@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from services.kit.consumer import ConsumerRunner
 from services.kit.db import Connection
-from services.kit.kafka import ensure_topics, new_consumer, new_producer
+from services.kit.event_worker import Subscription, event_plumbing
 from services.kit.metrics import serve_metrics
-from services.kit.outbox import KafkaPublisher, OutboxRelay
 from services.kit.runtime import run_all, run_periodically
 from services.kit.timers import Timer, TimerWorker
 from services.referral.adapters.book import RELEASE_TIMER
@@ -44,59 +42,31 @@ async def pay_approved(parts: Referral) -> int:
 
 async def run_worker(settings: ReferralSettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
-    rooms_topic, orders_topic = settings.room_events_topic, settings.order_events_topic
-    await ensure_topics(
-        settings,
-        [
-            settings.events_topic,
-            rooms_topic,
-            orders_topic,
-            f"{ROOMS_CONSUMER}.dlq",
-            f"{ORDERS_CONSUMER}.dlq",
-        ],
-    )
     async with referral(settings) as parts:
-        producer = new_producer(settings)
-        rooms_consumer = new_consumer(settings, ROOMS_CONSUMER, [rooms_topic])
-        orders_consumer = new_consumer(settings, ORDERS_CONSUMER, [orders_topic])
-        await producer.start()
-        await rooms_consumer.start()
-        await orders_consumer.start()
-        try:
-            relay = OutboxRelay(
-                dsn=settings.postgres_dsn,
-                store=parts.store,
-                publisher=KafkaPublisher(producer),
-                service=settings.service_name,
-                topic=settings.events_topic,
-            )
-            rooms = ConsumerRunner(
-                name=ROOMS_CONSUMER,
-                consumer=rooms_consumer,
-                dead_letters=producer,
-                pool=parts.pool,
-                handlers=room_event_handlers(parts),
-            )
-            orders = ConsumerRunner(
-                name=ORDERS_CONSUMER,
-                consumer=orders_consumer,
-                dead_letters=producer,
-                pool=parts.pool,
-                handlers=order_event_handlers(parts),
-            )
+        subscriptions = [
+            Subscription(
+                ROOMS_CONSUMER,
+                [settings.room_events_topic],
+                room_event_handlers(parts),
+                loop="rooms",
+            ),
+            Subscription(
+                ORDERS_CONSUMER,
+                [settings.order_events_topic],
+                order_event_handlers(parts),
+                loop="orders",
+            ),
+        ]
+        async with event_plumbing(
+            settings, pool=parts.pool, store=parts.store, subscriptions=subscriptions
+        ) as plumbing:
             await run_all(
                 stop,
                 {
-                    "relay": relay.run(stop),
-                    "rooms": rooms.run(stop),
-                    "orders": orders.run(stop),
+                    **plumbing.loops(stop),
                     "releases": release_timer_handler(parts).run(stop),
                     "payouts": run_periodically(
                         settings.payout_retry_interval_seconds, stop, lambda: pay_approved(parts)
                     ),
                 },
             )
-        finally:
-            await orders_consumer.stop()
-            await rooms_consumer.stop()
-            await producer.stop()
