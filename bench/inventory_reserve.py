@@ -58,6 +58,7 @@ from services.inventory.domain.sale import (
 )
 from services.inventory.domain.stock import ReceiveStock
 from services.inventory.settings import InventorySettings
+from services.kit.scaffolding import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "artifacts" / "bench" / "inventory.json"
@@ -229,10 +230,6 @@ def targets_of(figures: dict[str, Figure]) -> list[Target]:
 
 
 # -- the stage: a database, a merchant, the sales --------------------------------------------
-
-
-def database_url(dsn: str, name: str) -> str:
-    return urlsplit(dsn)._replace(path=f"/{name}").geturl()
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,6 @@ from bench.inventory_reserve import (
     Target,
     _git_revision,
     _load,
-    database_url,
 )
 from bench.load import Call, Sample, closed_loop, error_label, percentile
 from bench.naive_checkout import SCHEMA as NAIVE_SCHEMA
@@ -84,6 +83,7 @@ from devstack import stack as devstack_stack
 from devstack.config import StackConfig
 from services.kit.identity import Role, TokenIssuer
 from services.kit.logging import configure_logging
+from services.kit.scaffolding import database_url
 from services.kit.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
-import asyncpg
-
-from services.kit.testing import StackEndpoints, unique
+from services.kit.scaffolding import throwaway_database
+from services.kit.testing import StackEndpoints
 
 
 class MovableClock:
@@ -30,19 +28,8 @@ class MovableClock:
         self.offset += timedelta(seconds=seconds)
 
 
-def database_url(dsn: str, name: str) -> str:
-    """``dsn`` pointing at the database ``name`` instead."""
-    return urlsplit(dsn)._replace(path=f"/{name}").geturl()
-
-
 @asynccontextmanager
 async def scratch_database(stack: StackEndpoints, prefix: str) -> AsyncIterator[str]:
     """A new database on the stack's Postgres; its DSN; dropped (forcibly) on exit."""
-    name = unique(prefix)
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield database_url(stack.postgres_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+    async with throwaway_database(stack.postgres_dsn, prefix) as dsn:
+        yield dsn

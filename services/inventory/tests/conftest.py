@@ -5,52 +5,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from datetime import datetime
 
-import asyncpg
 import pytest_asyncio
 
 from services.inventory.bootstrap import Inventory, inventory
 from services.inventory.settings import InventorySettings
+from services.kit.scaffolding import throwaway_database
 from services.kit.settings import Environment
-from services.kit.testing import StackEndpoints, unique
+from services.kit.testclock import MovableClock
+from services.kit.testing import StackEndpoints
 
-
-class Clock:
-    """A clock that runs with real time from an offset the test can advance."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
-
-
-def database_url(dsn: str, name: str) -> str:
-    return urlsplit(dsn)._replace(path=f"/{name}").geturl()
+Clock = MovableClock
 
 
 @pytest_asyncio.fixture(scope="module")
 async def inventory_settings(stack: StackEndpoints) -> AsyncIterator[InventorySettings]:
     """Settings pointing at a database created for this module (dropped after it)."""
-    name = unique("inventory_test")
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    async with throwaway_database(stack.postgres_dsn, "inventory_test") as dsn:
         yield InventorySettings(
             environment=Environment.TEST,
-            postgres_dsn=database_url(stack.postgres_dsn, name),
+            postgres_dsn=dsn,
             postgres_pool_max=30,
             kafka_bootstrap=stack.kafka_bootstrap,
             redis_url=stack.redis_url,
         )
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 InventoryFactory = Callable[..., AbstractAsyncContextManager[Inventory]]

@@ -15,10 +15,10 @@ from livecommerce.inventory.v1 import events_pb2
 from services.inventory.adapters.stock_levels import project_stock_received
 from services.inventory.entrypoints.http import create_http_app
 from services.inventory.settings import InventorySettings
-from services.inventory.tests.conftest import database_url
 from services.kit.consumer import ConsumedEvent
 from services.kit.eventstore import PostgresEventStore
 from services.kit.identity import Role, TokenIssuer
+from services.kit.scaffolding import database_url
 from services.kit.settings import Environment
 from services.kit.testing import StackEndpoints, unique
 
