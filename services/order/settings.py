@@ -26,6 +26,8 @@ class OrderSettings(ServiceSettings):
     http_port: int = 8102
     inventory_target: str = "127.0.0.1:50101"
     promotion_target: str = "127.0.0.1:50103"
+    promotion_events_topic: str = "promotion.events"
+    """Where promotion's events are (the worker cancels the orders of failed group buys)."""
     rpc_timeout_seconds: float = Field(default=5.0, gt=0)
     payment_margin_seconds: float = Field(default=30.0, ge=0)
     """The payment deadline is this long before the order's first hold expires."""

@@ -25,7 +25,6 @@ from services.order.bootstrap import order_service
 from services.order.settings import OrderSettings
 
 GROUPS_CONSUMER = "order-group-buys"
-PROMOTION_TOPIC = "promotion.events"
 
 log = get_logger(__name__)
 
@@ -83,7 +82,7 @@ async def run_worker(settings: OrderSettings, stop: asyncio.Event) -> None:
     async with order_service(settings) as service:
         group_buys = Subscription(
             GROUPS_CONSUMER,
-            [PROMOTION_TOPIC],
+            [settings.promotion_events_topic],
             {
                 promotion_events.GroupFailed.DESCRIPTOR.full_name: group_failed_handler(
                     service.orders
