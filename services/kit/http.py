@@ -220,7 +220,16 @@ def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KitError)
     async def kit_error(request: Request, error: KitError) -> JSONResponse:
-        response = problem(int(error.http_status), error.title, error.detail, request)
+        status = int(error.http_status)
+        if status >= 500:  # the caller retries; the operator needs to know what refused
+            log.warning(
+                "answered with a server error",
+                path=request.url.path,
+                status=status,
+                error=type(error).__name__,
+                detail=error.detail,
+            )
+        response = problem(status, error.title, error.detail, request)
         if isinstance(error, ResourceExhaustedError) and error.retry_after_seconds is not None:
             response.headers["Retry-After"] = str(error.retry_after_seconds)
         return response

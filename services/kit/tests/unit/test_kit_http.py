@@ -43,6 +43,7 @@ KIT_ERRORS: dict[str, type[KitError]] = {
         errors.UnauthenticatedError,
         errors.PermissionDeniedError,
         errors.ResourceExhaustedError,
+        errors.UnavailableError,
     ]
 }
 
@@ -244,6 +245,22 @@ async def test_answers_a_database_that_cannot_be_reached_with_a_503_to_retry(
     assert SECRET not in response.text
     [entry] = [e for e in logs if e["event"] == "database unavailable"]
     assert (entry["log_level"], entry["path"]) == ("warning", f"/database/{outage}")
+
+
+async def test_logs_each_server_error_it_answers_and_no_client_error(
+    client: httpx.AsyncClient, logs: list[MutableMapping[str, Any]]
+) -> None:
+    await client.get("/errors/NotFoundError")
+    response = await client.get("/errors/UnavailableError")
+
+    assert response.status_code == 503
+    [entry] = [e for e in logs if e["event"] == "answered with a server error"]
+    assert (entry["log_level"], entry["status"], entry["error"]) == (
+        "warning",
+        503,
+        "UnavailableError",
+    )
+    assert entry["detail"] == "detail of UnavailableError"
 
 
 async def test_answers_a_database_error_that_is_no_outage_with_a_500_as_before(
