@@ -134,6 +134,14 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             error = outage
         if isinstance(error, KitError):
             code, detail = grpc.StatusCode[error.grpc_code], error.detail
+            if int(error.http_status) >= 500:  # the caller retries; the operator needs to know
+                log.warning(
+                    "answered with a server error",
+                    method=method,
+                    code=code.name,
+                    error=type(error).__name__,
+                    detail=detail,
+                )
             if isinstance(error, ResourceExhaustedError) and error.retry_after_seconds:
                 context.set_trailing_metadata((("retry-after", str(error.retry_after_seconds)),))
         else:

@@ -262,13 +262,16 @@ async def test_answers_an_unexpected_error_as_internal_without_revealing_it(
 async def test_answers_a_database_that_cannot_be_reached_as_unavailable(
     server: Server, sku_id: str
 ) -> None:
-    async with authenticated_channel(server.target, merchant_token) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await get_stock(channel, sku_id)
+    with structlog.testing.capture_logs() as logs:
+        async with authenticated_channel(server.target, merchant_token) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await get_stock(channel, sku_id)
 
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     assert failed.value.details() == "the database is unavailable; retry later"
     assert SECRET not in (failed.value.debug_error_string() or "")
+    [answered] = [e for e in logs if e["event"] == "answered with a server error"]
+    assert (answered["log_level"], answered["code"]) == ("warning", "UNAVAILABLE")
 
 
 async def test_keeps_the_status_of_a_servicer_that_aborts_by_itself(server: Server) -> None:
