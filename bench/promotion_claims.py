@@ -40,7 +40,6 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
-import asyncpg
 import uvloop
 from rich.console import Console
 
@@ -50,6 +49,7 @@ from bench.order_checkout import Buyers, HttpClients, HttpStatusError, ServerSpe
 from bench.procs import CpuWindow, free_port, process_cpu
 from bench.report import render, write_json
 from services.kit.logging import configure_logging
+from services.kit.scaffolding import throwaway_database
 from services.kit.testing import unique
 from services.promotion.adapters.redis_coupons import TemplateKeys
 from services.promotion.bootstrap import Promotion, promotion
@@ -302,15 +302,11 @@ def targets_of(figures: dict[str, Figure]) -> list[Target]:
 
 @asynccontextmanager
 async def _stage(options: ClaimsOptions) -> AsyncIterator[Stage]:
-    name = unique("bench_promotion")
-    admin = await asyncpg.connect(options.postgres_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
     merchant = unique("bench")
-    dsn = options.postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    settings = PromotionSettings(
-        postgres_dsn=dsn, postgres_pool_max=20, redis_url=options.redis_url
-    )
-    try:
+    async with throwaway_database(options.postgres_dsn, "bench_promotion") as dsn:
+        settings = PromotionSettings(
+            postgres_dsn=dsn, postgres_pool_max=20, redis_url=options.redis_url
+        )
         async with promotion(settings) as parts:
             try:
                 yield Stage(parts, merchant, dsn)
@@ -318,9 +314,6 @@ async def _stage(options: ClaimsOptions) -> AsyncIterator[Stage]:
                 keys = [k async for k in parts.redis.scan_iter(match=f"{{cp:{merchant}:*")]
                 if keys:
                     await parts.redis.delete(*keys)
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def _best(figures: Sequence[Figure]) -> Figure:

@@ -16,11 +16,12 @@ import pytest_asyncio
 from devstack.config import StackConfig
 from devstack.stack import start_services
 from services.kit.settings import Environment
+from services.kit.testclock import scratch_database
 from services.kit.testing import StackEndpoints
 from services.order.entrypoints.http import create_http_app
 from services.order.settings import OrderSettings
 from tests.e2e.checkout_world import INVENTORY, PROMOTION, SANDBOX, eventually
-from tests.security.world import fresh_database, serving
+from tests.security.world import serving
 
 REFERRAL = "http://127.0.0.1:8106"
 RUNNING = (INVENTORY, PROMOTION, REFERRAL, SANDBOX)
@@ -48,7 +49,7 @@ async def ready(client: httpx.AsyncClient, base: str) -> bool:
 
 @pytest_asyncio.fixture
 async def order_settings(stack: StackEndpoints) -> AsyncIterator[OrderSettings]:
-    async with fresh_database(stack, "order_security") as dsn:
+    async with scratch_database(stack, "order_security") as dsn:
         yield OrderSettings(
             environment=Environment.TEST,
             postgres_dsn=dsn,

@@ -18,6 +18,7 @@ from services.inventory.entrypoints.http import create_http_app as inventory_app
 from services.inventory.settings import InventorySettings
 from services.kit.identity import Role
 from services.kit.settings import Environment
+from services.kit.testclock import scratch_database
 from services.kit.testing import StackEndpoints, unique
 from services.order.settings import OrderSettings
 from services.promotion.entrypoints.http import create_http_app as promotion_app
@@ -26,7 +27,7 @@ from services.referral.entrypoints.http import create_http_app as referral_app
 from services.referral.settings import ReferralSettings
 from tests.e2e.checkout_world import Shop
 from tests.security.conftest import order_client
-from tests.security.world import bearer, fresh_database, serving, token_for
+from tests.security.world import bearer, serving, token_for
 
 
 def now_plus_iso(minutes: int) -> str:
@@ -51,7 +52,7 @@ def in_process(
 ) -> Callable[[], AbstractAsyncContextManager[tuple[httpx.AsyncClient, str]]]:
     @asynccontextmanager
     async def run() -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-        async with fresh_database(stack, prefix) as dsn, serving(build(dsn), "http://app") as c:
+        async with scratch_database(stack, prefix) as dsn, serving(build(dsn), "http://app") as c:
             yield c, dsn
 
     return run

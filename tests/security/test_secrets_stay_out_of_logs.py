@@ -19,13 +19,14 @@ from services.analytics.settings import AnalyticsSettings
 from services.inventory.settings import InventorySettings
 from services.kit.identity import Role
 from services.kit.settings import Environment, KafkaProfile, ServiceSettings
+from services.kit.testclock import scratch_database
 from services.kit.testing import StackEndpoints
 from services.order.sandbox.settings import SandboxSettings
 from services.order.settings import OrderSettings
 from services.promotion.settings import PromotionSettings
 from services.referral.settings import ReferralSettings
 from services.room.settings import RoomSettings
-from tests.security.world import fresh_database, token_for
+from tests.security.world import token_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "webhook-secret-for-the-log-test-0123456789"
@@ -36,7 +37,7 @@ async def test_a_requests_bearer_token_and_the_webhook_secret_never_reach_the_lo
     stack: StackEndpoints,
 ) -> None:
     token = token_for(Role.VIEWER, "m1")
-    async with fresh_database(stack, "order_logs") as dsn:
+    async with scratch_database(stack, "order_logs") as dsn:
         env = {
             **os.environ,
             "ORDER_ENVIRONMENT": "test",

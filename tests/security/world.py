@@ -7,15 +7,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 
 from services.kit.identity import Role, TokenIssuer
 from services.kit.settings import ServiceSettings
-from services.kit.testing import StackEndpoints, unique
+from services.kit.testing import unique
 
 PROBLEM_JSON = "application/problem+json"
 ISSUER = TokenIssuer(ServiceSettings())
@@ -32,19 +30,6 @@ def token_for(role: Role, merchant_id: str | None, subject: str | None = None) -
         return ISSUER.service_token(subject or unique("svc"))
     scoped = merchant_id if role not in (Role.OPS, Role.SERVICE) else None
     return ISSUER.mint(subject or unique(role.value), [role], scoped)
-
-
-@asynccontextmanager
-async def fresh_database(stack: StackEndpoints, prefix: str) -> AsyncIterator[str]:
-    """A database of its own (the service's migrations run when its app starts)."""
-    name = unique(prefix)
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlsplit(stack.postgres_dsn)._replace(path=f"/{name}").geturl()
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @asynccontextmanager

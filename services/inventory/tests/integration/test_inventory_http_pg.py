@@ -18,8 +18,8 @@ from services.inventory.settings import InventorySettings
 from services.kit.consumer import ConsumedEvent
 from services.kit.eventstore import PostgresEventStore
 from services.kit.identity import Role, TokenIssuer
-from services.kit.scaffolding import database_url
 from services.kit.settings import Environment
+from services.kit.testclock import scratch_database
 from services.kit.testing import StackEndpoints, unique
 
 PROBLEM_JSON = "application/problem+json"
@@ -53,13 +53,10 @@ class Inventory:
 
 @pytest_asyncio.fixture(scope="module")
 async def inventory(stack: StackEndpoints) -> AsyncIterator[Inventory]:
-    name = unique("inventory_test")
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    async with scratch_database(stack, "inventory_test") as dsn:
         settings = InventorySettings(
             environment=Environment.TEST,
-            postgres_dsn=database_url(stack.postgres_dsn, name),
+            postgres_dsn=dsn,
             kafka_bootstrap=stack.kafka_bootstrap,
             redis_url=stack.redis_url,
         )
@@ -76,9 +73,6 @@ async def inventory(stack: StackEndpoints) -> AsyncIterator[Inventory]:
                 yield Inventory(client, TokenIssuer(settings), pool)
             finally:
                 await pool.close()
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_receipts_accumulate_on_the_sku_and_reading_it_replays_its_events(
