@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -35,6 +36,15 @@ DATABASE_OUTAGES: tuple[type[Exception], ...] = (
 )
 """Errors that mean the database cannot be reached now, not that the request is wrong."""
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+
+
+async def execute_rows(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``sql`` once per row: a plain statement for one row, a pipelined ``executemany``
+    (one round trip) for more, nothing for none. For group commits' batches."""
+    if len(rows) == 1:
+        await conn.execute(sql, *rows[0])
+    elif rows:
+        await conn.executemany(sql, rows)
 
 
 def database_outage(error: BaseException) -> UnavailableError | None:

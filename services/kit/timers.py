@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from services.kit import metrics
-from services.kit.db import Connection
+from services.kit.db import Connection, execute_rows
 from services.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -76,10 +76,7 @@ async def schedule_timers(conn: Connection, timers: Sequence[TimerSchedule]) -> 
     rows = [
         (t.kind, t.key, t.due_at, t.merchant_id, json.dumps(dict(t.payload or {}))) for t in timers
     ]
-    if len(rows) == 1:
-        await conn.execute(_SCHEDULE, *rows[0])
-    elif rows:
-        await conn.executemany(_SCHEDULE, rows)
+    await execute_rows(conn, _SCHEDULE, rows)
 
 
 async def cancel_timer(conn: Connection, *, kind: str, key: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from services.kit.batching import MicroBatcher
-from services.kit.db import Connection
+from services.kit.db import Connection, execute_rows
 from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend, utcnow
 from services.kit.group_commit import GroupCommit
 from services.kit.timers import TimerSchedule, cancel_timer, schedule_timers
@@ -125,18 +125,10 @@ _KEY_PLACED = (
 )
 
 
-async def _execute_all(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """One statement for one row, a pipelined ``executemany`` for more."""
-    if len(rows) == 1:
-        await conn.execute(sql, *rows[0])
-    elif rows:
-        await conn.executemany(sql, rows)
-
-
 async def _write_rows(conn: Connection, writes: Sequence[_Write]) -> None:
     """The read model, the timers and the idempotency keys of the saved orders."""
     now = utcnow()
-    await _execute_all(conn, _PROJECT, [_view_row(w.order, now) for w in writes])
+    await execute_rows(conn, _PROJECT, [_view_row(w.order, now) for w in writes])
     scheduled: list[TimerSchedule] = []
     for write in writes:
         order = write.order
@@ -155,7 +147,7 @@ async def _write_rows(conn: Connection, writes: Sequence[_Write]) -> None:
                 )
     await schedule_timers(conn, scheduled)
     keys = [w.idempotency for w in writes if w.idempotency is not None]
-    await _execute_all(conn, _KEY_PLACED, [(k.merchant_id, k.buyer_id, k.key) for k in keys])
+    await execute_rows(conn, _KEY_PLACED, [(k.merchant_id, k.buyer_id, k.key) for k in keys])
 
 
 def _view_row(order: Order, now: datetime) -> tuple[Any, ...]:
