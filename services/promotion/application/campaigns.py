@@ -87,16 +87,20 @@ class Campaigns:
         """Start now (idempotent for a live campaign); ``room_id`` given: only a campaign of
         that room (CampaignInAnotherRoomError, nothing changed)."""
         async with self._records.transaction() as conn:
-            if room_id:
-                _in_room(await self._records.locked(conn, merchant_id, campaign_id), room_id)
-            return await self.start_in(conn, merchant_id, campaign_id, early=True)
+            return await self.start_in(conn, merchant_id, campaign_id, early=True, room_id=room_id)
 
     async def start_in(
-        self, conn: Connection, merchant_id: str, campaign_id: str, *, early: bool
+        self,
+        conn: Connection,
+        merchant_id: str,
+        campaign_id: str,
+        *,
+        early: bool,
+        room_id: str = "",
     ) -> Campaign:
         """Record the start in ``conn``'s transaction; ``early`` False (the start timer):
         only once its time has come."""
-        campaign = await self._records.locked(conn, merchant_id, campaign_id)
+        campaign = _in_room(await self._records.locked(conn, merchant_id, campaign_id), room_id)
         now = self._clock()
         if not early and now < campaign.scheduled.starts_at:
             return campaign
@@ -111,14 +115,18 @@ class Campaigns:
         """End now: inventory closes the sale first; then the end is recorded (idempotent).
         ``room_id`` given: only a campaign of that room, as for :meth:`start`."""
         async with self._records.transaction() as conn:
-            if room_id:
-                _in_room(await self._records.locked(conn, merchant_id, campaign_id), room_id)
-            return await self.stop_in(conn, merchant_id, campaign_id, reason)
+            return await self.stop_in(conn, merchant_id, campaign_id, reason, room_id=room_id)
 
     async def stop_in(
-        self, conn: Connection, merchant_id: str, campaign_id: str, reason: str
+        self,
+        conn: Connection,
+        merchant_id: str,
+        campaign_id: str,
+        reason: str,
+        *,
+        room_id: str = "",
     ) -> Campaign:
-        campaign = await self._records.locked(conn, merchant_id, campaign_id)
+        campaign = _in_room(await self._records.locked(conn, merchant_id, campaign_id), room_id)
         ended = campaign.end(self._clock(), reason)
         if ended is None:
             return campaign
@@ -126,8 +134,10 @@ class Campaigns:
         return await self._records.record(conn, campaign, ended)
 
 
-def _in_room(campaign: Campaign, room_id: str) -> None:
-    if campaign.scheduled.room_id != room_id:
+def _in_room(campaign: Campaign, room_id: str) -> Campaign:
+    """The campaign, if ``room_id`` is empty (not checked) or the room it sells in."""
+    if room_id and campaign.scheduled.room_id != room_id:
         raise CampaignInAnotherRoomError(
             f"campaign {campaign.scheduled.campaign_id} sells in another room, not {room_id}"
         )
+    return campaign
