@@ -151,6 +151,18 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(code, detail)
 
 
+CHANNEL_OPTIONS = [("grpc.lb_policy_name", "round_robin")]
+"""Calls are spread over every address the target resolves to (``dns:///inventory-grpc:50101``
+on a headless Kubernetes Service gives one per pod), not all sent down the first one."""
+
+SERVER_OPTIONS = [
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 30 * 1000),
+]
+"""A server closes each client connection (gracefully: calls in flight finish) after about
+five minutes, so clients resolve the target again and reach the pods added since."""
+
+
 async def start_grpc_server(
     *,
     service: str,
@@ -209,18 +221,6 @@ class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, self._token()), request)
-
-
-CHANNEL_OPTIONS = [("grpc.lb_policy_name", "round_robin")]
-"""Calls are spread over every address the target resolves to (``dns:///inventory-grpc:50101``
-on a headless Kubernetes Service gives one per pod), not all sent down the first one."""
-
-SERVER_OPTIONS = [
-    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
-    ("grpc.max_connection_age_grace_ms", 30 * 1000),
-]
-"""A server closes each client connection (gracefully: calls in flight finish) after about
-five minutes, so clients resolve the target again and reach the pods added since."""
 
 
 def authenticated_channel(target: str, token: Callable[[], str]) -> grpc.aio.Channel:
