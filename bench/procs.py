@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -223,3 +225,38 @@ async def grpc_server(
             yield process
         finally:
             stop_process(process)
+
+
+async def batch_sizes(metrics_url: str) -> dict[str, tuple[float, float]]:
+    """A server's micro-batches so far, from its /metrics: batcher -> (items, batches)."""
+
+    def scrape() -> str:
+        with urllib.request.urlopen(metrics_url, timeout=5) as answer:  # noqa: S310 - bench's own server
+            text: str = answer.read().decode()
+            return text
+
+    found: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(await asyncio.to_thread(scrape)):
+        if family.name != "livecommerce_batch_size":
+            continue
+        for sample in family.samples:
+            batcher = sample.labels.get("batcher", "")
+            items, batches = found.get(batcher, (0.0, 0.0))
+            if sample.name.endswith("_sum"):
+                found[batcher] = (sample.value, batches)
+            elif sample.name.endswith("_count"):
+                found[batcher] = (items, sample.value)
+    return found
+
+
+def mean_batches(
+    before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple[float, float]]
+) -> str:
+    """ "decide 1.6, record 1.4": the mean batch of each batcher between two scrapes."""
+    means = []
+    for batcher, (items, batches) in sorted(after.items()):
+        items_before, batches_before = before.get(batcher, (0.0, 0.0))
+        if batches > batches_before:
+            mean = (items - items_before) / (batches - batches_before)
+            means.append(f"{batcher.rsplit('.', 1)[-1]} {mean:.1f}")
+    return ", ".join(means)

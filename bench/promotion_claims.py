@@ -46,12 +46,13 @@ from rich.console import Console
 from bench.inventory_reserve import Figure, Report, Target, _parse_csv, _redis_benchmark_argv
 from bench.load import Call, Sample, closed_loop
 from bench.order_checkout import Buyers, HttpClients, HttpStatusError, ServerSpec, http_servers
-from bench.procs import CpuWindow, free_port, process_cpu
+from bench.procs import CpuWindow, batch_sizes, free_port, mean_batches, process_cpu
 from bench.report import render, write_json
 from services.kit.logging import configure_logging
 from services.kit.scaffolding import throwaway_database
 from services.kit.testing import unique
-from services.promotion.adapters.redis_coupons import TemplateKeys
+from services.promotion.adapters.redis_coupons import RedisCouponStock
+from services.promotion.application.ports import ClaimAttempt
 from services.promotion.bootstrap import Promotion, promotion
 from services.promotion.domain.coupons import ClaimCoupon, CreateCouponTemplate
 from services.promotion.domain.money import Money
@@ -120,15 +121,12 @@ async def measure_raw(stage: Stage, options: ClaimsOptions) -> Figure:
     template_id = await _template(stage.parts, stage.merchant, BIG_QUOTA)
     source = resources.files("services.promotion.adapters").joinpath("lua", "claim.lua")
     sha = str(await stage.parts.redis.script_load(source.read_text()))
-    command = [
-        "EVALSHA",
-        sha,
-        "4",
-        *TemplateKeys(stage.merchant, template_id).all,
-        "raw-__rand_int__",
-        "buyer-__rand_int__",
-        str(int(time.time() * 1000)),
-    ]
+    stock = RedisCouponStock(stage.parts.redis, stage.parts.settings.claim_rate_limit)
+    attempt = ClaimAttempt(
+        ClaimCoupon(stage.merchant, template_id, "buyer-__rand_int__", "raw-__rand_int__")
+    )
+    call = stock.claim_call(attempt, int(time.time() * 1000))
+    command = ["EVALSHA", sha, "6", *(str(part) for part in call)]
     argv = _redis_benchmark_argv(options.redis_url, options.concurrency, options.raw_requests)
     window = CpuWindow(redis=stage.parts.redis)
     await window.start()
@@ -215,8 +213,14 @@ async def measure_http(
         return await _claim_once(clients, slot, request(buyers.next_token(), f"{tag}-{slot}-{seq}"))
 
     window = CpuWindow({"server": lambda: process_cpu(pid)}, redis=stage.parts.redis)
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
     try:
-        return await _measured(key, call, window, options)
+        before = await batch_sizes(metrics_url)
+        figure = await _measured(key, call, window, options)
+        batches = mean_batches(before, await batch_sizes(metrics_url))
+        if batches:
+            figure.detail = f"claims per batch: {batches}"
+        return figure
     finally:
         clients.close()
 
@@ -417,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report = uvloop.run(run_claims_bench(options))
     render(report, console)
-    console.print(f"rain: {report.figures['rain'].detail}")
+    for key in ("c", "rain"):
+        if key in report.figures and report.figures[key].detail:
+            console.print(f"{key}: {report.figures[key].detail}")
     console.print(f"written: {write_json(report, args.output)}")
     return 1 if args.strict and report.missed else 0
 

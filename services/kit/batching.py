@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from services.kit import metrics
+
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -23,11 +25,18 @@ Flush = Callable[[Sequence[In]], Awaitable[Sequence[Out | BaseException]]]
 
 class MicroBatcher(Generic[In, Out]):
     def __init__(
-        self, flush: Flush[In, Out], *, max_batch: int = 256, max_in_flight: int = 1
+        self,
+        flush: Flush[In, Out],
+        *,
+        max_batch: int = 256,
+        max_in_flight: int = 1,
+        name: str = "batch",
     ) -> None:
         """``flush`` gets a batch and returns one result or exception per item, in order;
-        if it raises, every item of the batch gets that exception."""
+        if it raises, every item of the batch gets that exception. ``name`` labels the
+        batch-size histogram (``livecommerce_batch_size``)."""
         self._flush = flush
+        self._sizes = metrics.BATCH_SIZE.labels(name)
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._queue: list[tuple[In, asyncio.Future[Out]]] = []
@@ -59,6 +68,7 @@ class MicroBatcher(Generic[In, Out]):
     async def _run(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         self.batches += 1
         self.items += len(batch)
+        self._sizes.observe(len(batch))
         try:
             results = await self._flush([item for item, _ in batch])
             if len(results) != len(batch):

@@ -39,15 +39,17 @@ class GroupCommit(Generic[T]):
         append_of: Callable[[T], StreamAppend],
         write: Write[T] | None = None,
         max_batch: int = 256,
+        name: str = "group_commit",
     ) -> None:
         """``append_of`` gives an item's events; ``write`` (optional) writes the rows the
-        items imply, in the append's transaction, raising to refuse the batch."""
+        items imply, in the append's transaction, raising to refuse the batch; ``name``
+        labels its batch sizes."""
         self._pool = pool
         self._store = store
         self._append_of = append_of
         self._write = write
         self._batcher: MicroBatcher[tuple[T, StreamAppend], list[StoredEvent]] = MicroBatcher(
-            self._flush, max_batch=max_batch
+            self._flush, max_batch=max_batch, name=name
         )
 
     async def commit(self, item: T) -> list[StoredEvent]:

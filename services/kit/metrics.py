@@ -47,6 +47,12 @@ RATE_LIMITED = Counter(
     " let through unchecked because Redis was unavailable (unchecked)",
     ["service", "action", "key"],
 )
+BATCH_SIZE = Histogram(
+    "livecommerce_batch_size",
+    "Items one micro-batch carried (one Redis pipeline, one group-commit transaction)",
+    ["batcher"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 WEBHOOK_REPLAYS = Counter(
     "livecommerce_webhook_replays_total",
     "Verified webhook notifications whose id was seen before (answered as a no-op)",

@@ -17,6 +17,11 @@ against the user.
 When Redis cannot be reached the check lets the request through (logged and counted): the
 limits protect against abuse, not correctness, and the writes they guard answer for
 themselves (inventory's per-user hold limit still holds).
+
+A hot path that already makes one Redis round trip per request may count its limit inside
+its own script instead (promotion's claim does, in ``claim.lua``): :meth:`RateLimit.windows`
+gives the numbers, :class:`ExemptNetworks` the exemption and :func:`rate_limited` the same
+refusal, so that the limit costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -64,6 +69,18 @@ LimitText = Annotated[str, AfterValidator(_parsed)]
 
 
 @dataclass(frozen=True)
+class Window:
+    """At most ``amount`` accepted attempts in any ``milliseconds`` (a moving window)."""
+
+    amount: int
+    milliseconds: int
+
+    @classmethod
+    def of(cls, item: RateLimitItem) -> Window:
+        return cls(item.amount, item.get_expiry() * 1000)
+
+
+@dataclass(frozen=True)
 class RateLimit:
     """The limits of one action, in the ``limits`` notation (``"5/10 seconds"``)."""
 
@@ -72,6 +89,39 @@ class RateLimit:
 
     def items(self) -> tuple[RateLimitItem, RateLimitItem]:
         return parse(self.per_user), parse(self.per_address)
+
+    def windows(self) -> tuple[Window, Window]:
+        """(per user, per address), for a limit counted in a service's own script."""
+        per_user, per_address = self.items()
+        return Window.of(per_user), Window.of(per_address)
+
+
+class ExemptNetworks:
+    """Client networks the per-address limit does not apply to."""
+
+    def __init__(self, networks: Sequence[str] = ()) -> None:
+        self._networks = [ipaddress.ip_network(n) for n in networks]
+
+    def cover(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
+
+
+def rate_limited(
+    service: str, action: str, who: str, retry_after_seconds: float
+) -> RateLimitedError:
+    """The refusal of an attempt past the ``who`` ("user" or "address") limit, counted."""
+    metrics.RATE_LIMITED.labels(service, action, who).inc()
+    retry_after = max(1, math.ceil(retry_after_seconds))
+    return RateLimitedError(
+        f"too many {action} requests from this {who}; retry in {retry_after} s",
+        retry_after_seconds=retry_after,
+    )
 
 
 class RateLimiter:
@@ -87,7 +137,7 @@ class RateLimiter:
     ) -> None:
         self._service = service
         self._items = {action: limit.items() for action, limit in limits.items()}
-        self._exempt = [ipaddress.ip_network(n) for n in exempt_networks]
+        self._exempt = ExemptNetworks(exempt_networks)
         storage = RedisStorage(
             "async+redis://",
             implementation="redispy",
@@ -105,7 +155,7 @@ class RateLimiter:
             raise UnknownRateLimitError(f"no rate limit configured for {action!r}") from error
         try:
             user_ok = await self._limiter.hit(per_user, action, "user", user)
-            address_ok = self._is_exempt(address) or await self._limiter.hit(
+            address_ok = self._exempt.cover(address) or await self._limiter.hit(
                 per_address, action, "address", address
             )
             if user_ok and address_ok:
@@ -118,21 +168,7 @@ class RateLimiter:
             )
             metrics.RATE_LIMITED.labels(self._service, action, "unchecked").inc()
             return
-        metrics.RATE_LIMITED.labels(self._service, action, refused[1]).inc()
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise RateLimitedError(
-            f"too many {action} requests from this {refused[1]}; retry in {retry_after} s",
-            retry_after_seconds=retry_after,
-        )
-
-    def _is_exempt(self, address: str) -> bool:
-        if not self._exempt:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self._exempt)
+        raise rate_limited(self._service, action, refused[1], stats.reset_time - time.time())
 
 
 def install_rate_limiter(

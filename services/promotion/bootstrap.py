@@ -68,7 +68,7 @@ async def promotion(
         coupon_ledger = CouponLedger(pool, store)
         coupons = Coupons(
             coupon_ledger,
-            RedisCouponStock(redis),
+            RedisCouponStock(redis, settings.claim_rate_limit),
             clock=clock,
             max_batch=settings.claim_max_batch,
         )

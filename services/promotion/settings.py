@@ -26,11 +26,13 @@ class PromotionSettings(ServiceSettings):
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     """How often the worker gives back claims Redis granted that never became durable."""
     claim_limit_per_user: LimitText = "20/10 seconds"
-    """Coupon claims one buyer may attempt (``limits`` notation); a coupon rain is many
-    templates, so a real buyer taps several in a few seconds."""
+    """Claims one buyer may attempt on one coupon drop (``limits`` notation): a buyer who
+    taps again and again is slowed down, not refused for good."""
     claim_limit_per_address: LimitText = "1000/10 seconds"
-    """Claims from one client address: generous, as carrier-grade NAT puts many mobile
-    buyers behind one address."""
+    """Claims on one drop from one client address: generous, as carrier-grade NAT puts many
+    mobile buyers behind one address."""
 
-    def rate_limits(self) -> dict[str, RateLimit]:
-        return {"claim": RateLimit(self.claim_limit_per_user, self.claim_limit_per_address)}
+    @property
+    def claim_rate_limit(self) -> RateLimit:
+        """Counted per drop in the claim's own Redis script (no round trip of its own)."""
+        return RateLimit(self.claim_limit_per_user, self.claim_limit_per_address)

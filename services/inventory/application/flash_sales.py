@@ -147,10 +147,10 @@ class FlashSales:
         self.sold_out = SoldOutMemory(sold_out_ttl)
         self._catalog: dict[tuple[str, str], FlashSale] = {}
         self._deciding: MicroBatcher[tuple[FlashSale, ReserveStock], Decision] = MicroBatcher(
-            self._decide, max_batch=max_batch, max_in_flight=1
+            self._decide, max_batch=max_batch, max_in_flight=1, name="inventory.reserve.decide"
         )
         self._recording: MicroBatcher[PendingHold, None] = MicroBatcher(
-            self._record, max_batch=max_batch, max_in_flight=1
+            self._record, max_batch=max_batch, max_in_flight=1, name="inventory.reserve.record"
         )
 
     # -- the hot path -------------------------------------------------------------------

@@ -55,6 +55,7 @@ class PostgresOrderStore:
             append_of=lambda write: write.append,
             write=_write_rows,
             max_batch=PLACEMENT_BATCH,
+            name="order.placements",
         )
 
     @property
@@ -185,7 +186,7 @@ class PostgresIdempotencyKeys:
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = PLACEMENT_BATCH) -> None:
         self._pool = pool
         self._inserting: MicroBatcher[tuple[IdempotencyKey, str, str], Claim | None] = MicroBatcher(
-            self._insert_new, max_batch=max_batch
+            self._insert_new, max_batch=max_batch, name="order.idempotency_keys"
         )
 
     async def claim(self, key: IdempotencyKey, fingerprint: str, order_id: str) -> Claim:

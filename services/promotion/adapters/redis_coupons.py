@@ -3,7 +3,9 @@
 Every key of one template shares the hash tag ``{cp:<merchant>:<template>}``, so a template
 lives on one Redis Cluster slot and a script touches one slot only. Keys: ``meta`` (claim
 window in ms, per-user limit, closed, epoch), ``stock`` (coupons left), ``users`` (claims
-per buyer), ``claims`` (claim id -> ``owner|epoch|claimed_ms``).
+per buyer), ``claims`` (claim id -> ``owner|epoch|claimed_ms``), and the claim rate limits'
+``rate:user:<buyer>`` and ``rate:address:<address>`` (times of accepted attempts): the limits
+are counted per drop, in the decision's own script, so they cost no round trip of their own.
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.kit.lua import evalsha_many, register_scripts, unavailable_on_redis_errors
-from services.promotion.application.ports import ClaimDecision, ClaimSnapshot, DurableClaim
-from services.promotion.domain.coupons import ClaimCoupon, TemplateDefinition
+from services.kit.ratelimit import RateLimit
+from services.promotion.application.ports import (
+    ClaimAttempt,
+    ClaimDecision,
+    ClaimSnapshot,
+    DurableClaim,
+)
+from services.promotion.domain.coupons import TemplateDefinition
 
 _guarded = unavailable_on_redis_errors("the coupon store")
 
@@ -55,6 +63,12 @@ class TemplateKeys:
     def all(self) -> list[str]:
         return [self.meta, self.stock, self.users, self.claims]
 
+    def attempts_of_user(self, user_id: str) -> str:
+        return f"{self.tag}:rate:user:{user_id}"
+
+    def attempts_of_address(self, address: str | None) -> str:
+        return f"{self.tag}:rate:address:{address or '-'}"
+
 
 def _mapping(values: Mapping[str, Any]) -> dict[Any, Any]:
     return dict(values)
@@ -75,26 +89,42 @@ def _parse(reply: list[Any]) -> ClaimDecision:
         return ClaimDecision(outcome, limit=_int(reply[1]))
     if outcome == "NOT_OPEN":
         return ClaimDecision(outcome, opens_at_ms=_int(reply[1]))
+    if outcome == "RATE_LIMITED":
+        return ClaimDecision(outcome, limited_by=str(reply[1]), retry_after_ms=_int(reply[2]))
     return ClaimDecision(outcome)
 
 
 class RedisCouponStock:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, claim_limit: RateLimit) -> None:
+        """``claim_limit``: the claim attempts one buyer and one address may make."""
         self._redis = redis
         self._scripts = register_scripts(redis, "services.promotion.adapters", ["claim", "unclaim"])
+        per_user, per_address = claim_limit.windows()
+        self._user_window = (per_user.amount, per_user.milliseconds)
+        self._address_window = (per_address.amount, per_address.milliseconds)
+
+    def claim_call(self, attempt: ClaimAttempt, now_ms: int) -> tuple[str | int, ...]:
+        """claim.lua's keys and arguments for one attempt (6 keys)."""
+        claim = attempt.claim
+        keys = TemplateKeys(claim.merchant_id, claim.template_id)
+        address_window = (0, 0) if attempt.address is None else self._address_window
+        return (
+            *keys.all,
+            keys.attempts_of_user(claim.user_id),
+            keys.attempts_of_address(attempt.address),
+            claim.claim_id,
+            claim.user_id,
+            now_ms,
+            *self._user_window,
+            *address_window,
+        )
 
     @_guarded
-    async def claim_many(self, claims: Sequence[ClaimCoupon], now_ms: int) -> list[ClaimDecision]:
-        calls = [
-            (
-                *TemplateKeys(c.merchant_id, c.template_id).all,
-                c.claim_id,
-                c.user_id,
-                now_ms,
-            )
-            for c in claims
-        ]
-        replies = await evalsha_many(self._redis, self._scripts["claim"], 4, calls)
+    async def claim_many(
+        self, attempts: Sequence[ClaimAttempt], now_ms: int
+    ) -> list[ClaimDecision]:
+        calls = [self.claim_call(attempt, now_ms) for attempt in attempts]
+        replies = await evalsha_many(self._redis, self._scripts["claim"], 6, calls)
         return [_parse(reply) for reply in replies]
 
     @_guarded

@@ -24,7 +24,9 @@ from services.kit.db import Connection
 from services.kit.errors import KitError, UnavailableError
 from services.kit.eventstore import retry_on_conflict, utcnow
 from services.kit.logging import get_logger
+from services.kit.ratelimit import rate_limited
 from services.promotion.application.ports import (
+    ClaimAttempt,
     ClaimDecision,
     CouponRecords,
     CouponStock,
@@ -78,11 +80,15 @@ class Coupons:
         self._stock = stock
         self._clock = clock
         self._rebuilding: dict[tuple[str, str], asyncio.Lock] = {}
-        self._deciding: MicroBatcher[ClaimCoupon, ClaimDecision] = MicroBatcher(
-            self._decide, max_batch=max_batch
+        self._deciding: MicroBatcher[ClaimAttempt, ClaimDecision] = MicroBatcher(
+            self._decide,
+            max_batch=max_batch,
+            name="promotion.claim.decide",
         )
         self._recording: MicroBatcher[PendingClaim, None] = MicroBatcher(
-            self._record, max_batch=max_batch
+            self._record,
+            max_batch=max_batch,
+            name="promotion.claim.record",
         )
 
     # -- templates ---------------------------------------------------------------------
@@ -141,10 +147,13 @@ class Coupons:
 
     # -- the claim path ------------------------------------------------------------------
 
-    async def claim(self, command: ClaimCoupon) -> ClaimResult:
-        command = command.validated()
+    async def claim(self, command: ClaimCoupon, *, address: str | None = None) -> ClaimResult:
+        """``address``: the client's, for the per-address claim limit (None: exempt). The
+        buyer's and the address's claim limits are counted in the decision itself."""
+        attempt = ClaimAttempt(command.validated(), address)
+        command = attempt.claim
         for _ in range(3):
-            decision = await self._deciding.submit(command)
+            decision = await self._deciding.submit(attempt)
             outcome = decision.outcome
             if outcome == "OK":
                 try:
@@ -162,7 +171,7 @@ class Coupons:
             raise _refusal(decision)
         raise UnavailableError("the coupon drop is being rebuilt; retry")
 
-    async def _decide(self, batch: Sequence[ClaimCoupon]) -> list[ClaimDecision]:
+    async def _decide(self, batch: Sequence[ClaimAttempt]) -> list[ClaimDecision]:
         return await self._stock.claim_many(batch, int(self._clock().timestamp() * 1000))
 
     async def _record(self, batch: Sequence[PendingClaim]) -> list[BaseException | None]:
@@ -308,6 +317,10 @@ class Coupons:
 
 
 def _refusal(decision: ClaimDecision) -> KitError:
+    if decision.outcome == "RATE_LIMITED":
+        return rate_limited(
+            "promotion", "claim", decision.limited_by, decision.retry_after_ms / 1000
+        )
     if decision.outcome == "NOT_OPEN":
         opens = datetime.fromtimestamp(decision.opens_at_ms / 1000, UTC)
         return ClaimNotOpenError(f"the coupon drop opens at {opens.isoformat()}")

@@ -39,6 +39,18 @@ class ClaimDecision:
     existing_owner: str = ""
     limit: int = 0
     opens_at_ms: int = 0
+    limited_by: str = ""
+    """RATE_LIMITED: "user" or "address"."""
+    retry_after_ms: int = 0
+
+
+@dataclass(frozen=True)
+class ClaimAttempt:
+    """One tap on "claim": the claim, and the client address its rate limit counts
+    (None: the address is exempt from the per-address limit)."""
+
+    claim: ClaimCoupon
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,9 +84,12 @@ class ClaimSnapshot:
 class CouponStock(Protocol):
     """The deciding copy of coupon quotas (Redis): atomic, fast, rebuildable from the store."""
 
-    async def claim_many(self, claims: Sequence[ClaimCoupon], now_ms: int) -> list[ClaimDecision]:
-        """Decide many claims in one round trip, each atomically (window, per-user limit,
-        quota, idempotent on the claim id)."""
+    async def claim_many(
+        self, attempts: Sequence[ClaimAttempt], now_ms: int
+    ) -> list[ClaimDecision]:
+        """Decide many claims in one round trip, each atomically (the buyer's and the
+        address's claim rate limits, window, per-user limit, quota, idempotent on the
+        claim id)."""
         ...
 
     async def unclaim(self, merchant_id: str, template_id: str, claim_id: str, epoch: int) -> None:

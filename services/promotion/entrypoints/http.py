@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from pydantic import AwareDatetime, BaseModel, Field
 
 from services.kit.http import CurrentCaller, PageQuery, add_readiness_check, create_app
 from services.kit.identity import Caller, Role
-from services.kit.ratelimit import install_rate_limiter, limit_rate
+from services.kit.ratelimit import ExemptNetworks, client_address
 from services.kit.tenancy import MAX_ID_LENGTH, MERCHANT_ID_PATTERN
 from services.promotion.bootstrap import Promotion, promotion
 from services.promotion.domain.campaigns import (
@@ -528,8 +528,7 @@ def _buyer(caller: Caller) -> str:
 @buyer.post(
     "/coupon-templates/{template_id}/claims",
     summary="Claim a coupon (sold out is no error)",
-    dependencies=[Depends(limit_rate("claim"))],
-    responses={429: {"description": "Too many claims from this buyer or address"}},
+    responses={429: {"description": "Too many claims on this drop from this buyer or address"}},
 )
 async def claim(
     merchant_id: MerchantId,
@@ -538,8 +537,11 @@ async def claim(
     caller: CurrentCaller,
     request: Request,
 ) -> ClaimAnswer:
+    address = client_address(request)
+    exempt: ExemptNetworks = request.app.state.rate_limit_exempt
     result = await _parts(request).coupons.claim(
-        ClaimCoupon(merchant_id, template_id, _buyer(caller), body.claim_id)
+        ClaimCoupon(merchant_id, template_id, _buyer(caller), body.claim_id),
+        address=None if exempt.cover(address) else address,
     )
     return ClaimAnswer(
         outcome="claimed" if result.claimed else "sold_out",
@@ -599,14 +601,13 @@ def create_http_app(settings: PromotionSettings, parts: Promotion | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.rate_limit_exempt = ExemptNetworks(settings.exempt_networks)
         if parts is not None:
             app.state.promotion = parts
-            install_rate_limiter(app, parts.redis, settings, settings.rate_limits())
             yield
             return
         async with promotion(settings) as built:
             app.state.promotion = built
-            install_rate_limiter(app, built.redis, settings, settings.rate_limits())
             add_readiness_check(app, "postgres", lambda: built.pool.fetchval("SELECT 1"))
             add_readiness_check(app, "redis", built.redis.ping)
             yield

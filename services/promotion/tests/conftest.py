@@ -63,10 +63,14 @@ async def make_promotion(promotion_settings: PromotionSettings) -> PromotionFact
 
     @asynccontextmanager
     async def build(
-        clock: Callable[[], datetime] | None = None, inventory: InventorySales | None = None
+        clock: Callable[[], datetime] | None = None,
+        inventory: InventorySales | None = None,
+        settings: PromotionSettings | None = None,
     ) -> AsyncIterator[Promotion]:
         async with promotion(
-            promotion_settings, clock=clock or Clock(), inventory=inventory or FakeInventory()
+            settings or promotion_settings,
+            clock=clock or Clock(),
+            inventory=inventory or FakeInventory(),
         ) as parts:
             yield parts
 

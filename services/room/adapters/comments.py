@@ -77,7 +77,12 @@ class PostgresComments:
         self._pool = pool
         self._store = store
         self._commit: GroupCommit[_Posted] = GroupCommit(
-            pool, store, append_of=_append, write=_insert_rows, max_batch=max_batch
+            pool,
+            store,
+            append_of=_append,
+            write=_insert_rows,
+            max_batch=max_batch,
+            name="room.comments",
         )
 
     async def post(self, merchant_id: str, event: CommentPosted) -> None:

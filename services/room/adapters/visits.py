@@ -37,7 +37,7 @@ def _append(item: _VisitEvent) -> StreamAppend:
 class GroupCommittedVisits:
     def __init__(self, pool: asyncpg.Pool, store: EventStore, *, max_batch: int) -> None:
         self._commit: GroupCommit[_VisitEvent] = GroupCommit(
-            pool, store, append_of=_append, max_batch=max_batch
+            pool, store, append_of=_append, max_batch=max_batch, name="room.visits"
         )
 
     async def joined(self, merchant_id: str, event: ViewerJoined) -> None:

@@ -78,7 +78,7 @@ class Viewers:
         self._clock = clock
         self._timeout = timeout
         self._decide: MicroBatcher[JoinAttempt, JoinDecision] = MicroBatcher(
-            self._presence.join_many, max_batch=max_batch
+            self._presence.join_many, max_batch=max_batch, name="room.join.decide"
         )
 
     async def join(self, command: JoinRoom) -> JoinResult:

@@ -14,6 +14,7 @@ from services.kit.errors import UnavailableError
 from services.kit.testing import unique
 from services.promotion.adapters.redis_coupons import TemplateKeys
 from services.promotion.application.coupons import ClaimResult
+from services.promotion.application.ports import ClaimAttempt
 from services.promotion.bootstrap import Promotion
 from services.promotion.domain.coupons import (
     ClaimConflictError,
@@ -160,7 +161,7 @@ async def test_a_claim_redis_granted_but_never_recorded_is_given_back_by_the_swe
         template = await fixed_template(parts, merchant, quota=1)
         lost = ClaimCoupon(merchant, template.template_id, "alice", unique("c"))
         stock = parts.coupons._stock
-        decided = await stock.claim_many([lost], int(clock().timestamp() * 1000))
+        decided = await stock.claim_many([ClaimAttempt(lost)], int(clock().timestamp() * 1000))
         assert decided[0].outcome == "OK"
         late = ClaimCoupon(merchant, template.template_id, "bob", unique("c"))
         assert not (await parts.coupons.claim(late)).claimed

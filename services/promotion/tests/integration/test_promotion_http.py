@@ -16,7 +16,8 @@ import pytest_asyncio
 from services.kit.identity import Role, TokenIssuer
 from services.kit.testing import unique
 from services.promotion.entrypoints.http import create_http_app
-from services.promotion.tests.conftest import PromotionFactory
+from services.promotion.settings import PromotionSettings
+from services.promotion.tests.conftest import Clock, PromotionFactory
 from services.promotion.tests.helpers import now
 
 PROBLEM_JSON = "application/problem+json"
@@ -126,6 +127,51 @@ async def test_a_buyers_coupons_and_a_merchants_promotions_come_a_page_at_a_time
         "/v1/price-promotions", params={"limit": 2, "offset": 1}, headers=client.auth()
     )
     assert [p["promotion_id"] for p in second.json()] == ["sd-2", "sd-3"]
+
+
+async def test_claims_past_a_drops_rate_limits_get_429_with_retry_after_and_claim_nothing(
+    make_promotion: PromotionFactory, promotion_settings: PromotionSettings
+) -> None:
+    settings = promotion_settings.model_copy(
+        update={"claim_limit_per_user": "2/10 seconds", "claim_limit_per_address": "4/10 seconds"}
+    )
+    clock = Clock()
+    async with make_promotion(clock=clock, settings=settings) as parts:
+        app = create_http_app(settings, parts)
+        transport = httpx.ASGITransport(app=app)  # every request from 127.0.0.1, not exempt
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://promotion") as http,
+        ):
+            client = Client(http, TokenIssuer(settings), unique("m"))
+            for name in ("drop-a", "drop-b"):
+                body = template(template_id=name, quota=10, valid_from=clock().isoformat())
+                created = await http.post("/v1/coupon-templates", json=body, headers=client.auth())
+                assert created.status_code == 201
+
+            async def claim(drop: str, buyer: str, claim_id: str) -> httpx.Response:
+                return await http.post(
+                    f"/v1/merchants/{client.merchant}/coupon-templates/{drop}/claims",
+                    json={"claim_id": claim_id},
+                    headers=client.buyer(buyer),
+                )
+
+            answers = [await claim("drop-a", "b0", f"a-{i}") for i in range(3)]
+            assert [a.status_code for a in answers] == [200, 409, 429]
+            refused = answers[2]
+            assert refused.headers["content-type"] == PROBLEM_JSON
+            assert refused.headers["retry-after"] == "10"
+            assert "user" in refused.json()["detail"]
+            others = [await claim("drop-a", f"b{i}", f"o-{i}") for i in (1, 2, 3)]
+            assert [a.status_code for a in others] == [200, 200, 429]
+            assert "address" in others[2].json()["detail"]
+            elsewhere = await claim("drop-b", "b0", "b-0")
+            assert elsewhere.json()["outcome"] == "claimed"  # the limits are per drop
+            read = await http.get("/v1/coupon-templates/drop-a", headers=client.auth())
+            assert read.json()["claimed"] == 3
+            clock.advance(10)
+            again = await claim("drop-a", "b3", "o-3")
+            assert again.json()["outcome"] == "claimed"
 
 
 @pytest.mark.parametrize(
