@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -22,6 +23,24 @@ from services.kit.settings import ServiceSettings
 log = get_logger(__name__)
 
 Role = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def tune_garbage_collector(settings: ServiceSettings) -> None:
+    """Make the cyclic garbage collector cheap for a long-running server.
+
+    Measured on the coupon-claim path (docs/benchmarks.md): with Python's defaults a claim
+    cost ~580 µs of server CPU and ~420 µs with this, p99 130 ms against 43 ms. Two causes:
+    every full collection walked the whole heap, most of it modules, classes and settings
+    that live as long as the process; and the youngest generation was collected every 700
+    allocations, a few times per request. So everything alive once the process is set up
+    is frozen (moved to a generation the collector never walks) and the youngest
+    generation is collected less often (``gc_young_threshold``). Reference counting still
+    frees almost everything at once; cycles wait a little longer, the older generations
+    keep Python's own ratios."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(settings.gc_young_threshold, middle, oldest)
 
 
 def run(settings: ServiceSettings, roles: Mapping[str, Role], argv: list[str]) -> int:
@@ -41,6 +60,7 @@ def run(settings: ServiceSettings, roles: Mapping[str, Role], argv: list[str]) -
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         log.info("starting", role=argv[0])
+        tune_garbage_collector(settings)
         await role(stop)
         log.info("stopped", role=argv[0])
 
