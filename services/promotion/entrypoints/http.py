@@ -612,4 +612,6 @@ def create_http_app(settings: PromotionSettings, parts: Promotion | None = None)
             add_readiness_check(app, "redis", built.redis.ping)
             yield
 
-    return create_app(settings, title="Promotion", routers=[merchant, buyer], lifespan=lifespan)
+    # The buyers' routes first: a coupon rain's claims are matched before the merchants'
+    # routes are tried (routes are matched in order; the two sets share no path).
+    return create_app(settings, title="Promotion", routers=[buyer, merchant], lifespan=lifespan)
