@@ -60,6 +60,7 @@ def assemble(
             RedisFlashStock(redis),
             clock=clock,
             max_batch=settings.reserve_max_batch,
+            decide_interval=settings.reserve_decide_interval_ms / 1000,
             sold_out_ttl=settings.sold_out_memory_seconds,
         ),
     )

@@ -19,6 +19,10 @@ class InventorySettings(ServiceSettings):
     """The order service's topic: cancelled and refunded orders release their holds."""
     reserve_max_batch: int = Field(default=256, ge=1, le=4096)
     """At most this many reservations share one Redis pipeline and one group commit."""
+    reserve_decide_interval_ms: float = Field(default=6.0, ge=0, le=100)
+    """Under load, reservations are sent to Redis at most this often, one pipeline carrying
+    all that arrived meanwhile (gRPC calls arrive one by one; a pipeline each cost more CPU
+    than the decision). An idle process sends at once. 0: no spacing."""
     sold_out_memory_seconds: float = Field(default=1.0, gt=0, le=60)
     """How long a process answers "sold out" from memory without asking Redis again."""
     sweep_interval_seconds: float = Field(default=1.0, gt=0)

@@ -139,15 +139,22 @@ class FlashSales:
         *,
         clock: Callable[[], datetime] = utcnow,
         max_batch: int = 256,
+        decide_interval: float = 0.0,
         sold_out_ttl: float = 1.0,
     ) -> None:
+        """``decide_interval``: the least time (s) between two Redis pipelines of a busy
+        process (see :class:`MicroBatcher`); the group commit follows the decisions."""
         self._records = records
         self._stock = stock
         self._clock = clock
         self.sold_out = SoldOutMemory(sold_out_ttl)
         self._catalog: dict[tuple[str, str], FlashSale] = {}
         self._deciding: MicroBatcher[tuple[FlashSale, ReserveStock], Decision] = MicroBatcher(
-            self._decide, max_batch=max_batch, max_in_flight=1, name="inventory.reserve.decide"
+            self._decide,
+            max_batch=max_batch,
+            max_in_flight=1,
+            min_interval=decide_interval,
+            name="inventory.reserve.decide",
         )
         self._recording: MicroBatcher[PendingHold, None] = MicroBatcher(
             self._record, max_batch=max_batch, max_in_flight=1, name="inventory.reserve.record"

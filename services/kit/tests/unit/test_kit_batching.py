@@ -1,0 +1,64 @@
+"""The micro-batcher: bursts become one batch, every item gets its own result, and a busy
+batcher with a minimum interval gathers what arrives one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from services.kit.batching import MicroBatcher
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def flush(self, batch: Sequence[int]) -> list[int | BaseException]:
+        self.batches.append(list(batch))
+        return [ValueError(f"odd {n}") if n % 2 else n * 10 for n in batch]
+
+
+async def test_a_burst_submitted_together_is_one_batch_and_each_item_gets_its_own_result() -> None:
+    recorder = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher(recorder.flush)
+
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(6)), return_exceptions=True)
+
+    assert recorder.batches == [[0, 1, 2, 3, 4, 5]]
+    assert results[0::2] == [0, 20, 40]
+    assert [str(e) for e in results[1::2]] == ["odd 1", "odd 3", "odd 5"]
+
+
+async def test_items_arriving_one_by_one_go_alone_without_a_minimum_interval() -> None:
+    recorder = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher(recorder.flush)
+
+    for n in (0, 2, 4):
+        await batcher.submit(n)
+
+    assert recorder.batches == [[0], [2], [4]]
+
+
+async def test_a_busy_batcher_with_a_minimum_interval_gathers_items_arriving_one_by_one() -> None:
+    recorder = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher(recorder.flush, min_interval=1.0)
+    assert await asyncio.wait_for(batcher.submit(0), 0.5) == 0  # idle: flushed at once
+
+    later = []
+    for n in (2, 4, 6):
+        later.append(asyncio.ensure_future(batcher.submit(n)))
+        await asyncio.sleep(0.001)  # each arrives in a turn of its own
+
+    assert await asyncio.gather(*later) == [20, 40, 60]
+    assert recorder.batches == [[0], [2, 4, 6]]
+
+
+async def test_a_full_batch_goes_at_once_whatever_the_minimum_interval() -> None:
+    recorder = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher(recorder.flush, max_batch=3, min_interval=60.0)
+    assert await asyncio.wait_for(batcher.submit(8), 0.5) == 80
+
+    full = [asyncio.ensure_future(batcher.submit(n)) for n in (10, 12, 14)]
+
+    assert await asyncio.wait_for(asyncio.gather(*full), 5) == [100, 120, 140]
+    assert recorder.batches == [[8], [10, 12, 14]]
