@@ -22,6 +22,8 @@ from bench.inventory_reserve import DEFAULT_OUTPUT, BenchOptions, Report, run_be
 from bench.report import render, write_json
 from devstack.config import StackConfig
 from services.kit.logging import configure_logging
+from services.kit.runtime import tune_garbage_collector
+from services.kit.settings import ServiceSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return suites[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     configure_logging("bench", "WARNING")  # the service code's info lines are not the report
+    tune_garbage_collector(ServiceSettings())  # d and e run here: as in a service process
     console = Console(width=None if sys.stdout.isatty() else 160)
     options = BenchOptions(
         postgres_dsn=args.postgres_dsn,
