@@ -40,13 +40,20 @@ from uuid import uuid4
 
 import asyncpg
 import grpc
-import httpx
-from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from bench.load import Call, Sample, closed_loop, merge, percentile
-from bench.procs import CpuWindow, free_port, grpc_server, postmaster_of, process_cpu, tree_cpu
+from bench.procs import (
+    CpuWindow,
+    batch_sizes,
+    free_port,
+    grpc_server,
+    local_batch_sizes,
+    mean_batches,
+    postmaster_of,
+    process_cpu,
+    tree_cpu,
+)
 from services.inventory.adapters.redis_stock import RedisFlashStock, keys_of
 from services.inventory.application.handlers import receive_stock
 from services.inventory.bootstrap import Inventory, inventory
@@ -427,51 +434,6 @@ async def measure_raw(options: BenchOptions, stage: Stage, redis: Redis) -> Figu
     )
 
 
-# -- batch sizes, from the service's own histogram -----------------------------------------
-
-BATCH_METRIC = "livecommerce_inventory_batch_size"
-BatchTotals = dict[str, tuple[float, float]]
-"""Per stage of the reserve path (redis, append): the sum and count of batch sizes."""
-
-
-def _local_batches() -> BatchTotals:
-    totals: BatchTotals = {}
-    for stage in ("redis", "append"):
-        total = REGISTRY.get_sample_value(f"{BATCH_METRIC}_sum", {"stage": stage}) or 0.0
-        count = REGISTRY.get_sample_value(f"{BATCH_METRIC}_count", {"stage": stage}) or 0.0
-        totals[stage] = (total, count)
-    return totals
-
-
-async def _remote_batches(port: int) -> BatchTotals:
-    """The same figures from a server process's /metrics (empty if it cannot be read)."""
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    except httpx.HTTPError:
-        return {}
-    totals: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != BATCH_METRIC:
-            continue
-        for metric in family.samples:
-            stage = metric.labels.get("stage", "")
-            if metric.name.endswith("_sum"):
-                totals.setdefault(stage, [0.0, 0.0])[0] = metric.value
-            elif metric.name.endswith("_count"):
-                totals.setdefault(stage, [0.0, 0.0])[1] = metric.value
-    return {stage: (v[0], v[1]) for stage, v in totals.items()}
-
-
-def _mean_batch(before: BatchTotals, after: BatchTotals) -> dict[str, float]:
-    means: dict[str, float] = {}
-    for stage, (total, count) in after.items():
-        total_before, count_before = before.get(stage, (0.0, 0.0))
-        if count > count_before:
-            means[stage] = round((total - total_before) / (count - count_before), 1)
-    return means
-
-
 # -- the figures that need the stage up: d and e in this process, b/c/sold_out/c80 via gRPC --
 
 
@@ -580,9 +542,9 @@ class Bench:
             reservation = await reserve(ReserveStock(merchant, sale, hold, 1, hold))
             return "reserved" if reservation.reserved else "sold_out"
 
-        before = _local_batches()
+        before = local_batch_sizes()
         figure = await self._in_process("e", call, "FlashSales.reserve, 1 unit, new buyer each")
-        figure.mean_batch = _mean_batch(before, _local_batches())
+        figure.mean_batch = mean_batches(before, local_batch_sizes())
         return figure
 
     async def empty(self, round_: int) -> Figure:
@@ -595,7 +557,8 @@ class Bench:
         return Figure.of("b", self._grpc_conc, sample, cpu_percent=cpu, detail=PING_DETAIL)
 
     async def reserve(self, key: str, sale: str, tag: str, rate: float = 0.0) -> Figure:
-        before = await _remote_batches(self.servers.metrics_port)
+        metrics_url = f"http://127.0.0.1:{self.servers.metrics_port}/metrics"
+        before = await batch_sizes(metrics_url)
         sample, cpu = await self._clients(
             target=f"127.0.0.1:{self.servers.inventory_port}",
             server_pid=self.servers.inventory_pid,
@@ -610,7 +573,7 @@ class Bench:
             concurrency,
             sample,
             cpu_percent=cpu,
-            mean_batch=_mean_batch(before, await _remote_batches(self.servers.metrics_port)),
+            mean_batch=mean_batches(before, await batch_sizes(metrics_url)),
             detail=GRPC_DETAIL[key],
         )
 

@@ -10,13 +10,14 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -227,36 +228,53 @@ async def grpc_server(
             stop_process(process)
 
 
-async def batch_sizes(metrics_url: str) -> dict[str, tuple[float, float]]:
-    """A server's micro-batches so far, from its /metrics: batcher -> (items, batches)."""
+BatchTotals = dict[str, tuple[float, float]]
+"""Per micro-batcher (``livecommerce_batch_size{batcher=…}``): items and batches so far."""
+
+BATCH_METRIC = "livecommerce_batch_size"
+
+
+def _batch_totals(families: Iterable[Metric]) -> BatchTotals:
+    found: dict[str, list[float]] = {}
+    for family in families:
+        if family.name != BATCH_METRIC:
+            continue
+        for sample in family.samples:
+            totals = found.setdefault(sample.labels.get("batcher", ""), [0.0, 0.0])
+            if sample.name.endswith("_sum"):
+                totals[0] = sample.value
+            elif sample.name.endswith("_count"):
+                totals[1] = sample.value
+    return {batcher: (items, batches) for batcher, (items, batches) in found.items()}
+
+
+def local_batch_sizes() -> BatchTotals:
+    """This process's micro-batches so far."""
+    return _batch_totals(REGISTRY.collect())
+
+
+async def batch_sizes(metrics_url: str) -> BatchTotals:
+    """A server's micro-batches so far, from its /metrics (empty if it cannot be read)."""
 
     def scrape() -> str:
         with urllib.request.urlopen(metrics_url, timeout=5) as answer:  # noqa: S310 - bench's own server
             text: str = answer.read().decode()
             return text
 
-    found: dict[str, tuple[float, float]] = {}
-    for family in text_string_to_metric_families(await asyncio.to_thread(scrape)):
-        if family.name != "livecommerce_batch_size":
-            continue
-        for sample in family.samples:
-            batcher = sample.labels.get("batcher", "")
-            items, batches = found.get(batcher, (0.0, 0.0))
-            if sample.name.endswith("_sum"):
-                found[batcher] = (sample.value, batches)
-            elif sample.name.endswith("_count"):
-                found[batcher] = (items, sample.value)
-    return found
+    try:
+        text = await asyncio.to_thread(scrape)
+    except OSError:
+        return {}
+    return _batch_totals(text_string_to_metric_families(text))
 
 
-def mean_batches(
-    before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple[float, float]]
-) -> str:
-    """ "decide 1.6, record 1.4": the mean batch of each batcher between two scrapes."""
-    means = []
+def mean_batches(before: BatchTotals, after: BatchTotals) -> dict[str, float]:
+    """The mean batch of each batcher between two readings, by the last part of its name
+    (``promotion.claim.decide`` -> ``decide``)."""
+    means: dict[str, float] = {}
     for batcher, (items, batches) in sorted(after.items()):
         items_before, batches_before = before.get(batcher, (0.0, 0.0))
         if batches > batches_before:
             mean = (items - items_before) / (batches - batches_before)
-            means.append(f"{batcher.rsplit('.', 1)[-1]} {mean:.1f}")
-    return ", ".join(means)
+            means[batcher.rsplit(".", 1)[-1]] = round(mean, 1)
+    return means

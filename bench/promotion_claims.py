@@ -221,7 +221,8 @@ async def measure_http(
         figure = await _measured(key, call, window, options)
         batches = mean_batches(before, await batch_sizes(metrics_url))
         if batches:
-            figure.detail = f"claims per batch: {batches}"
+            shown = ", ".join(f"{stage} {mean:g}" for stage, mean in batches.items())
+            figure.detail = f"claims per batch: {shown}"
         return figure
     finally:
         clients.close()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from services.inventory.application.ports import (
     Counters,
@@ -59,12 +59,6 @@ log = get_logger(__name__)
 
 RESERVATIONS = Counter(
     "livecommerce_inventory_reservations_total", "Reserve answers by outcome", ["outcome"]
-)
-BATCH_SIZE = Histogram(
-    "livecommerce_inventory_batch_size",
-    "Reservations per Redis pipeline and per group commit",
-    ["stage"],
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 RELEASED = Counter(
     "livecommerce_inventory_holds_released_total", "Holds released, by reason", ["reason"]
@@ -201,11 +195,9 @@ class FlashSales:
         raise UnavailableError("the sale's stock is being rebuilt; retry")
 
     async def _decide(self, batch: Sequence[tuple[FlashSale, ReserveStock]]) -> list[Decision]:
-        BATCH_SIZE.labels("redis").observe(len(batch))
         return await self._stock.reserve_many(batch, epoch_ms(self._clock()))
 
     async def _record(self, batch: Sequence[PendingHold]) -> list[BaseException | None]:
-        BATCH_SIZE.labels("append").observe(len(batch))
         return await self._records.record_reservations(batch)
 
     async def _make_durable(
