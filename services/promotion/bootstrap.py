@@ -98,6 +98,7 @@ async def promotion(
                 ),
             )
         finally:
+            await coupon_ledger.close()
             if channel is not None:
                 await channel.close()
             await redis.aclose()

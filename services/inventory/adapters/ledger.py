@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from services.inventory.adapters import codec
 from services.inventory.adapters.repository import EventSourcedStockRepository
@@ -39,7 +38,7 @@ from services.inventory.domain.stock import (
     StockAllocatedToSale,
 )
 from services.kit.context import MessageContext
-from services.kit.db import Connection
+from services.kit.db import Connection, KeptConnection
 from services.kit.eventstore import EventStore, StreamAppend
 from services.kit.timers import schedule_timer
 
@@ -119,26 +118,10 @@ class SaleLedger:
         self._pool = pool
         self.store = store
         self.skus = EventSourcedStockRepository(store)
-        self._committer: PoolConnectionProxy | None = None
-
-    @asynccontextmanager
-    async def _commit_connection(self) -> AsyncIterator[PoolConnectionProxy]:
-        """The group commit keeps one connection of its own (one commit runs at a time):
-        no pool acquire and reset round trip per batch. A broken one is given back."""
-        if self._committer is None:
-            self._committer = await self._pool.acquire()
-        try:
-            yield self._committer
-        except BaseException:
-            if self._committer.is_closed():
-                await self._pool.release(self._committer)
-                self._committer = None
-            raise
+        self._committer = KeptConnection(pool)  # the group commit runs one at a time
 
     async def close(self) -> None:
-        if self._committer is not None:
-            await self._pool.release(self._committer)
-            self._committer = None
+        await self._committer.close()
 
     async def sale(self, merchant_id: str, sale_id: str) -> tuple[FlashSale, SaleCounters]:
         row = await self._pool.fetchrow(
@@ -221,7 +204,7 @@ class SaleLedger:
         """Group commit: many holds, one transaction of few round trips. Per hold: None
         when durable, or the reason it was refused (stale epoch, hold id taken, no sale)."""
         results: list[BaseException | None] = [None] * len(pending)
-        async with self._commit_connection() as conn, conn.transaction():
+        async with self._committer.use() as conn, conn.transaction():
             keys = sorted({(p.merchant_id, p.event.sale_id) for p in pending})
             rows = await conn.fetch(
                 f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608

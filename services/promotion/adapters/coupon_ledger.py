@@ -14,7 +14,7 @@ from typing import cast
 import asyncpg
 
 from livecommerce.promotion.v1 import events_pb2 as pb
-from services.kit.db import Connection
+from services.kit.db import Connection, KeptConnection
 from services.kit.eventstore import EventStore
 from services.promotion.adapters import codec, streams
 from services.promotion.application.ports import DurableClaim, PendingClaim, StaleEpochError
@@ -83,6 +83,10 @@ class CouponLedger:
     def __init__(self, pool: asyncpg.Pool, store: EventStore) -> None:
         self._pool = pool
         self._store = store
+        self._committer = KeptConnection(pool)  # claims are group-committed one at a time
+
+    async def close(self) -> None:
+        await self._committer.close()
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         return streams.transaction(self._pool)
@@ -203,7 +207,7 @@ class CouponLedger:
 
     async def record_claims(self, pending: Sequence[PendingClaim]) -> list[BaseException | None]:
         results: list[BaseException | None] = [None] * len(pending)
-        async with streams.transaction(self._pool) as conn:
+        async with self._committer.use() as conn, conn.transaction():
             keys = sorted({(p.merchant_id, p.event.template_id) for p in pending})
             rows = await conn.fetch(
                 "SELECT merchant_id, template_id, epoch FROM coupon_templates"
@@ -232,15 +236,21 @@ class CouponLedger:
                     seen.add(claim_key)
             if not candidates:
                 return results
-            # Inserting the rows is also the check that each claim id is new.
+            # Inserting the rows is also the check that each claim id is new; the templates'
+            # claimed counts grow by the rows inserted, in the same statement.
             inserted = {
                 (r["merchant_id"], r["coupon_id"])
                 for r in await conn.fetch(
-                    "INSERT INTO coupons (merchant_id, coupon_id, template_id, owner_id, state,"
-                    " version) SELECT m, c, t, o, 'claimed', 1 FROM unnest($1::text[],"
-                    " $2::text[], $3::text[], $4::text[]) AS u(m, c, t, o)"
+                    "WITH inserted AS (INSERT INTO coupons (merchant_id, coupon_id, template_id,"
+                    " owner_id, state, version) SELECT m, c, t, o, 'claimed', 1 FROM"
+                    " unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(m, c, t, o)"
                     " ON CONFLICT (merchant_id, coupon_id) DO NOTHING"
-                    " RETURNING merchant_id, coupon_id",
+                    " RETURNING merchant_id, coupon_id, template_id),"
+                    " counted AS (UPDATE coupon_templates AS t SET claimed = t.claimed + n.n"
+                    " FROM (SELECT merchant_id, template_id, count(*) AS n FROM inserted"
+                    " GROUP BY merchant_id, template_id) AS n"
+                    " WHERE t.merchant_id = n.merchant_id AND t.template_id = n.template_id)"
+                    " SELECT merchant_id, coupon_id FROM inserted",
                     [p.merchant_id for _, p in candidates],
                     [p.event.coupon_id for _, p in candidates],
                     [p.event.template_id for _, p in candidates],
@@ -269,18 +279,6 @@ class CouponLedger:
                 ],
                 conn=conn,
                 savepoint=False,
-            )
-            counts: dict[tuple[str, str], int] = {}
-            for item in accepted:
-                key = (item.merchant_id, item.event.template_id)
-                counts[key] = counts.get(key, 0) + 1
-            await conn.execute(
-                "UPDATE coupon_templates AS t SET claimed = t.claimed + u.n"
-                " FROM unnest($1::text[], $2::text[], $3::int[]) AS u(m, id, n)"
-                " WHERE t.merchant_id = u.m AND t.template_id = u.id",
-                [k[0] for k in counts],
-                [k[1] for k in counts],
-                list(counts.values()),
             )
         return results
 
