@@ -135,6 +135,8 @@ class CouponLedger:
     async def templates(
         self, merchant_id: str, template_ids: Sequence[str]
     ) -> dict[str, TemplateDefinition]:
+        if not template_ids:
+            return {}
         rows = await self._pool.fetch(
             f"SELECT {_TEMPLATE_COLUMNS} FROM coupon_templates"  # noqa: S608
             " WHERE merchant_id = $1 AND template_id = ANY($2::text[])",
@@ -291,6 +293,8 @@ class CouponLedger:
         *,
         conn: Connection | None = None,
     ) -> dict[str, HeldCoupon]:
+        if not coupon_ids:
+            return {}
         query = (
             f"SELECT {_COUPON_COLUMNS} FROM coupons"  # noqa: S608
             " WHERE merchant_id = $1 AND coupon_id = ANY($2::text[]) ORDER BY coupon_id"
@@ -314,6 +318,16 @@ class CouponLedger:
             offset,
         )
         return [_coupon_of(r) for r in rows]
+
+    async def order_holds_coupons(self, merchant_id: str, order_id: str) -> bool:
+        """Whether any coupon is locked or redeemed by the order (read without locking)."""
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM coupons WHERE merchant_id = $1 AND order_id = $2)",
+                merchant_id,
+                order_id,
+            )
+        )
 
     async def coupons_of_order(
         self, conn: Connection, merchant_id: str, order_id: str

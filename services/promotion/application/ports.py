@@ -179,6 +179,10 @@ class CouponRecords(Protocol):
         """The owner's coupons, oldest claim first; ``limit`` None: all of them."""
         ...
 
+    async def order_holds_coupons(self, merchant_id: str, order_id: str) -> bool:
+        """Whether any coupon is locked or redeemed by the order (read without locking)."""
+        ...
+
     async def coupons_of_order(
         self, conn: Connection, merchant_id: str, order_id: str
     ) -> list[HeldCoupon]:

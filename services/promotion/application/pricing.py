@@ -148,7 +148,12 @@ class Pricing:
             )
         )
         locked: tuple[str, ...] = ()
-        if command.order_id is not None:
+        if command.order_id is not None and (
+            command.coupon_ids
+            or await self._coupon_records.order_holds_coupons(merchant_id, command.order_id)
+        ):
+            # An order that brings no coupon and holds none has nothing to lock or release:
+            # no transaction (the common checkout of a flash sale).
             async with self._coupon_records.transaction() as conn:
                 locked = await self._coupons.lock_for_order(
                     conn,

@@ -157,6 +157,27 @@ async def test_an_order_locks_its_coupons_idempotently_and_another_order_finds_t
     assert list(relocked.locked_coupon_ids) == [coupon]
 
 
+async def test_an_order_priced_again_without_its_coupon_releases_it_and_one_without_locks_none(
+    api: Api,
+) -> None:
+    await list_price(api.parts, api.merchant, "LIP-01", 10_000)
+    await live_campaign(api.parts, api.merchant, "LIP-01", ROOM)
+    coupon = await _coupon(api, "alice")
+    with_coupon = _request(api, "alice", "LIP-01", coupon_ids=[coupon], order_id="o-1")
+    assert list((await api.stub.PriceOrder(with_coupon)).locked_coupon_ids) == [coupon]
+
+    without = await api.stub.PriceOrder(_request(api, "alice", "LIP-01", order_id="o-1"))
+
+    assert not without.locked_coupon_ids
+    other = await api.stub.PriceOrder(
+        _request(api, "alice", "LIP-01", coupon_ids=[coupon], order_id="o-2")
+    )
+    assert list(other.locked_coupon_ids) == [coupon]  # released by o-1's second pricing
+    plain = await api.stub.PriceOrder(_request(api, "alice", "LIP-01", order_id="o-3"))
+    assert not plain.locked_coupon_ids
+    assert not await api.parts.coupon_ledger.order_holds_coupons(api.merchant, "o-3")
+
+
 @pytest.mark.parametrize(
     ("case", "code", "words"),
     [
