@@ -87,6 +87,13 @@ async def _coupon(api: Api, buyer: str, **template: object) -> str:
     return claim_id
 
 
+async def _coupon_for_a_sku_on_sale(api: Api, buyer: str) -> str:
+    """LIP-01 listed at 100.00 and live in ROOM, and a coupon the buyer claimed."""
+    await list_price(api.parts, api.merchant, "LIP-01", 10_000)
+    await live_campaign(api.parts, api.merchant, "LIP-01", ROOM)
+    return await _coupon(api, buyer)
+
+
 def _request(api: Api, buyer: str, *skus: str, **fields: object) -> pb.PriceOrderRequest:
     return pb.PriceOrderRequest(
         merchant_id=api.merchant,
@@ -128,9 +135,7 @@ async def test_price_order_prices_live_campaigns_specials_and_coupons_and_names_
 async def test_an_order_locks_its_coupons_idempotently_and_another_order_finds_them_locked(
     api: Api,
 ) -> None:
-    await list_price(api.parts, api.merchant, "LIP-01", 10_000)
-    await live_campaign(api.parts, api.merchant, "LIP-01", ROOM)
-    coupon = await _coupon(api, "alice")
+    coupon = await _coupon_for_a_sku_on_sale(api, "alice")
     request = _request(api, "alice", "LIP-01", coupon_ids=[coupon], order_id="o-1")
 
     first = await api.stub.PriceOrder(request)
@@ -160,9 +165,7 @@ async def test_an_order_locks_its_coupons_idempotently_and_another_order_finds_t
 async def test_an_order_priced_again_without_its_coupon_releases_it_and_one_without_locks_none(
     api: Api,
 ) -> None:
-    await list_price(api.parts, api.merchant, "LIP-01", 10_000)
-    await live_campaign(api.parts, api.merchant, "LIP-01", ROOM)
-    coupon = await _coupon(api, "alice")
+    coupon = await _coupon_for_a_sku_on_sale(api, "alice")
     with_coupon = _request(api, "alice", "LIP-01", coupon_ids=[coupon], order_id="o-1")
     assert list((await api.stub.PriceOrder(with_coupon)).locked_coupon_ids) == [coupon]
 
