@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from uuid import uuid4
+
+from services.kit.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def current_context() -> MessageContext:
     found = _current.get()
     if found is not None:
         return found
-    fresh = str(uuid4())
+    fresh = str(new_id())
     return MessageContext(correlation_id=fresh, causation_id=fresh)
 
 

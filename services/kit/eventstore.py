@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 from google.protobuf.message import Message
@@ -35,6 +35,7 @@ from services.kit import metrics
 from services.kit.context import MessageContext, current_context
 from services.kit.db import Connection
 from services.kit.errors import ConcurrencyError
+from services.kit.ids import new_id
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ class NewEvent:
 
     event_type: str
     payload: bytes
-    event_id: UUID = field(default_factory=uuid4)
+    event_id: UUID = field(default_factory=new_id)
     occurred_at: datetime = field(default_factory=utcnow)
 
     @classmethod

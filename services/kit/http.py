@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
-from uuid import uuid4
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -37,6 +36,7 @@ from services.kit.errors import (
     UnavailableError,
 )
 from services.kit.identity import Caller, TokenVerifier
+from services.kit.ids import new_id
 from services.kit.logging import get_logger
 from services.kit.settings import ServiceSettings
 
@@ -115,7 +115,7 @@ class RequestContextMiddleware:
             return
         headers = dict(scope["headers"])
         incoming = headers.get(REQUEST_ID_HEADER.encode(), b"").decode()
-        request_id = incoming[:128] if incoming else str(uuid4())
+        request_id = incoming[:128] if incoming else str(new_id())
         trace = {
             name: headers[name.encode()].decode()[:512]
             for name in TRACE_HEADERS

@@ -97,14 +97,26 @@ class RateLimit:
 
 
 class ExemptNetworks:
-    """Client networks the per-address limit does not apply to."""
+    """Client networks the per-address limit does not apply to. Answers are remembered per
+    address (parsing one costs more than the rest of a hot route's limit check); the memory
+    is emptied when it reaches ``remembered`` addresses."""
 
-    def __init__(self, networks: Sequence[str] = ()) -> None:
+    def __init__(self, networks: Sequence[str] = (), *, remembered: int = 10_000) -> None:
         self._networks = [ipaddress.ip_network(n) for n in networks]
+        self._answers: dict[str, bool] = {}
+        self._remembered = remembered
 
     def cover(self, address: str) -> bool:
         if not self._networks:
             return False
+        answer = self._answers.get(address)
+        if answer is None:
+            if len(self._answers) >= self._remembered:
+                self._answers.clear()
+            answer = self._answers[address] = self._covers(address)
+        return answer
+
+    def _covers(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
