@@ -478,7 +478,11 @@ class FlashSales:
         now = self._clock()
         released = 0
         for sale in await self._records.live_sales():
-            await self.rebuild(sale)  # a sale Redis lost still has holds to expire
+            # A sale Redis lost still has holds to expire: rebuild it. Asked without the
+            # sale's row lock first, so that a sweep of sales Redis has takes no lock the
+            # group commit waits for (rebuild asks again under the lock).
+            if not await self._stock.exists(sale):
+                await self.rebuild(sale)
             for bucket in range(sale.buckets):
                 for hold_id in await self._stock.expired(sale, bucket, epoch_ms(now), limit):
                     released += await self._expire(sale, bucket, hold_id, now)

@@ -78,6 +78,24 @@ async def test_a_hold_that_runs_out_is_released_by_the_sweeper_and_its_units_sel
         assert (status.held, status.available) == (2, 0)
 
 
+async def test_the_sweeper_rebuilds_a_sale_redis_lost_and_releases_its_expired_hold(
+    make_inventory: InventoryFactory,
+) -> None:
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=2, hold_ttl_seconds=TTL)
+        assert (await stage.reserve("slow-payer", 2, "order-slow")).reserved
+        await stage.lose_redis()
+        clock.advance(TTL + 1)
+
+        await stage.flash_sales.sweep()
+
+        events = await tally(stage)
+        assert events.reasons == {"expired": 1}
+        stage.forget_sold_out()
+        assert (await stage.reserve("next-in-line", 2)).reserved
+
+
 async def test_paying_for_a_hold_after_the_sweeper_released_it_is_refused(
     make_inventory: InventoryFactory,
 ) -> None:
