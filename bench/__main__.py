@@ -61,8 +61,9 @@ async def _until_stopped(options: BenchOptions) -> Report:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bench``: the reserve path, the order checkout, the coupon claims and the
-    room's join storm and broadcast; ``python -m bench orders|claims|room ...`` runs one
-    suite alone (its own options: ``python -m bench orders --help``)."""
+    room's join storm and broadcast; ``python -m bench inventory|orders|claims|room ...`` runs
+    one suite alone (its own options: ``python -m bench orders --help``; ``inventory`` takes
+    this command's)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     suites = {
         "orders": order_checkout.main,
@@ -71,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if argv[:1] and argv[0] in suites:
         return suites[argv[0]](argv[1:])
-    args = _parser().parse_args(argv)
+    inventory_only = argv[:1] == ["inventory"]
+    args = _parser().parse_args(argv[1:] if inventory_only else argv)
     configure_logging("bench", "WARNING")  # the service code's info lines are not the report
     tune_garbage_collector(ServiceSettings())  # d and e run here: as in a service process
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -100,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     render(report, console)
     path = write_json(report, args.output)
     console.print(f"written: {path}")
+    if inventory_only:
+        return 1 if args.strict and report.missed else 0
     orders_argv = ["--output", str(args.output.parent / "orders.json")]
     orders_status = order_checkout.main([*orders_argv, *(["--strict"] if args.strict else [])])
     console.print("[bold]coupon claims against the empty HTTP call and the raw Redis script[/bold]")

@@ -150,8 +150,8 @@ class Coupons:
     async def claim(self, command: ClaimCoupon, *, address: str | None = None) -> ClaimResult:
         """``address``: the client's, for the per-address claim limit (None: exempt). The
         buyer's and the address's claim limits are counted in the decision itself."""
-        attempt = ClaimAttempt(command.validated(), address)
-        command = attempt.claim
+        command = command.validated()
+        attempt = ClaimAttempt(command, address)
         for _ in range(3):
             decision = await self._deciding.submit(attempt)
             outcome = decision.outcome

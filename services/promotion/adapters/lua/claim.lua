@@ -8,9 +8,9 @@
 -- and the record, whatever the stock is by then.
 -- The claim rate limits are counted here, in the same round trip as the decision: a moving
 -- window of accepted attempts per buyer and per address (a list of their times, newest
--- first, at most `limit` long). An attempt either limit refuses is counted by neither.
-local meta = redis.call('HMGET', KEYS[1], 'start', 'end', 'limit', 'closed', 'epoch')
-if not meta[1] then return {'NOTEMPLATE'} end
+-- first, at most `limit` long). An attempt either limit refuses is counted by neither. They
+-- are counted before anything else, so that taps on a drop Redis does not know (each of which
+-- makes the service look in its store) are limited too.
 local now = tonumber(ARGV[3])
 
 local function wait_ms(key, limit, window)
@@ -35,6 +35,9 @@ wait = wait_ms(KEYS[6], address_limit, address_window)
 if wait > 0 then return {'RATE_LIMITED', 'address', wait} end
 count(KEYS[5], user_limit, user_window)
 count(KEYS[6], address_limit, address_window)
+
+local meta = redis.call('HMGET', KEYS[1], 'start', 'end', 'limit', 'closed', 'epoch')
+if not meta[1] then return {'NOTEMPLATE'} end
 
 local existing = redis.call('HGET', KEYS[4], ARGV[1])
 if existing then return {'DUP', existing} end

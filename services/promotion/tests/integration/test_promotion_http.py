@@ -172,6 +172,9 @@ async def test_claims_past_a_drops_rate_limits_get_429_with_retry_after_and_clai
             clock.advance(10)
             again = await claim("drop-a", "b3", "o-3")
             assert again.json()["outcome"] == "claimed"
+            clock.advance(10)
+            unknown = [await claim("no-such-drop", "b4", f"u-{i}") for i in range(3)]
+            assert [a.status_code for a in unknown] == [404, 404, 429]  # taps on nothing too
 
 
 @pytest.mark.parametrize(
