@@ -15,15 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvloop
-from rich.console import Console
 
 from bench import order_checkout, promotion_claims, room_load
 from bench.inventory_reserve import DEFAULT_OUTPUT, BenchOptions, Report, run_bench
-from bench.report import render, write_json
+from bench.report import bench_console, render, write_json
 from devstack.config import StackConfig
-from services.kit.logging import configure_logging
-from services.kit.runtime import tune_garbage_collector
-from services.kit.settings import ServiceSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,9 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return suites[argv[0]](argv[1:])
     inventory_only = argv[:1] == ["inventory"]
     args = _parser().parse_args(argv[1:] if inventory_only else argv)
-    configure_logging("bench", "WARNING")  # the service code's info lines are not the report
-    tune_garbage_collector(ServiceSettings())  # d and e run here: as in a service process
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = bench_console()
     options = BenchOptions(
         postgres_dsn=args.postgres_dsn,
         redis_url=args.redis_url,

@@ -78,11 +78,10 @@ from bench.procs import (
     stop_process,
     tree_cpu,
 )
-from bench.report import write_json
+from bench.report import bench_console, write_json
 from devstack import stack as devstack_stack
 from devstack.config import StackConfig
 from services.kit.identity import Role, TokenIssuer
-from services.kit.logging import configure_logging
 from services.kit.scaffolding import database_url
 from services.kit.settings import ServiceSettings
 
@@ -1339,8 +1338,7 @@ async def _until_stopped(options: OrderBenchOptions) -> Report:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging("bench", "WARNING")
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = bench_console(width=200)
     options = options_from(args, lambda step: console.print(f"[dim]- {step}[/dim]"))
     try:
         report = uvloop.run(_until_stopped(options))

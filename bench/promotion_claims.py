@@ -41,17 +41,13 @@ from importlib import resources
 from pathlib import Path
 
 import uvloop
-from rich.console import Console
 
 from bench.inventory_reserve import Figure, Report, Target, _parse_csv, _redis_benchmark_argv
 from bench.load import Call, Sample, closed_loop
 from bench.order_checkout import Buyers, HttpClients, HttpStatusError, ServerSpec, http_servers
 from bench.procs import CpuWindow, batch_sizes, free_port, mean_batches, process_cpu
-from bench.report import render, write_json
-from services.kit.logging import configure_logging
-from services.kit.runtime import tune_garbage_collector
+from bench.report import bench_console, render, write_json
 from services.kit.scaffolding import throwaway_database
-from services.kit.settings import ServiceSettings
 from services.kit.testing import unique
 from services.promotion.adapters.redis_coupons import RedisCouponStock
 from services.promotion.application.ports import ClaimAttempt
@@ -408,9 +404,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging("bench", "WARNING")
-    tune_garbage_collector(ServiceSettings())  # e runs here: as in a service process
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = bench_console()
     options = ClaimsOptions(
         postgres_dsn=args.postgres_dsn,
         redis_url=args.redis_url,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from bench.inventory_reserve import Figure, Report, Target
+from services.kit.logging import configure_logging
+from services.kit.runtime import tune_garbage_collector
+from services.kit.settings import ServiceSettings
 
 
 def _rate(value: float) -> str:
@@ -112,3 +116,12 @@ def write_json(report: Report, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return path
+
+
+def bench_console(width: int = 160) -> Console:
+    """Set up a bench process and its console: the service code's info lines are not the
+    report (warnings only), and what runs in this process (the in-process figures) runs with
+    the services' garbage-collector tuning."""
+    configure_logging("bench", "WARNING")
+    tune_garbage_collector(ServiceSettings())
+    return Console(width=None if sys.stdout.isatty() else width)
