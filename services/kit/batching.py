@@ -107,3 +107,23 @@ class MicroBatcher(Generic[In, Out]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+T = TypeVar("T")
+
+RECORDING_WAITS = (0.02, 0.05, 0.1, 0.2)
+"""How long a repeat waits, in steps, for the first request's record (~0.4 s in all)."""
+
+
+async def until_recorded(
+    read: Callable[[], Awaitable[T | None]], waits: Sequence[float] = RECORDING_WAITS
+) -> T | None:
+    """A repeat of a request (same id) decided in the same batch as the first finds the first
+    only once the first's group commit lands: read until ``read`` finds the record, waiting
+    ``waits`` in between; None if it never appeared (the caller answers "retry")."""
+    for wait in waits:
+        found = await read()
+        if found is not None:
+            return found
+        await asyncio.sleep(wait)
+    return await read()

@@ -33,6 +33,7 @@ from services.inventory.application.ports import (
 from services.inventory.domain.sale import (
     AllocateToSale,
     FlashSale,
+    Hold,
     HoldConflictError,
     HoldNotFoundError,
     HoldReleasedError,
@@ -48,7 +49,7 @@ from services.inventory.domain.sale import (
     from_epoch_ms,
 )
 from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError
-from services.kit.batching import MicroBatcher
+from services.kit.batching import MicroBatcher, until_recorded
 from services.kit.context import current_context
 from services.kit.errors import KitError, UnavailableError
 from services.kit.eventstore import retry_on_conflict, utcnow
@@ -268,8 +269,14 @@ class FlashSales:
             or existing.quantity != command.quantity
         ):
             raise HoldConflictError(f"hold {command.hold_id} exists with other content")
-        hold = await self._records.hold(command.merchant_id, command.hold_id)
-        if not hold.exists:
+
+        async def recorded() -> Hold | None:
+            hold = await self._records.hold(command.merchant_id, command.hold_id)
+            return hold if hold.exists else None
+
+        # A double tap decided in the same batch as the first: the first is being recorded.
+        hold = await until_recorded(recorded)
+        if hold is None:
             raise UnavailableError(f"hold {command.hold_id} is being recorded; retry")
         if (hold.sale_id, hold.user_id, hold.quantity) != (
             command.sale_id,

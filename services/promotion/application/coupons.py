@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
-from services.kit.batching import MicroBatcher
+from services.kit.batching import MicroBatcher, until_recorded
 from services.kit.context import current_context
 from services.kit.db import Connection
 from services.kit.errors import KitError, UnavailableError
@@ -48,8 +48,6 @@ from services.promotion.domain.coupons import (
 
 log = get_logger(__name__)
 
-REPEAT_WAITS = (0.02, 0.05, 0.1, 0.2)
-"""How long a repeated claim waits for the first to become durable before UNAVAILABLE."""
 
 CLAIMS = Counter("livecommerce_promotion_claims_total", "Coupon claim answers", ["outcome"])
 
@@ -205,13 +203,12 @@ class Coupons:
         """The same claim id again: the same answer if it is the same buyer's claim."""
         if decision.existing_owner != command.user_id:
             raise ClaimConflictError(f"claim {command.claim_id} is another buyer's")
-        coupon = None
-        for wait in REPEAT_WAITS:
+
+        async def recorded() -> HeldCoupon | None:
             found = await self._records.coupons(command.merchant_id, [command.claim_id])
-            coupon = found.get(command.claim_id)
-            if coupon is not None:
-                break
-            await asyncio.sleep(wait)  # a double tap: the first is being recorded
+            return found.get(command.claim_id)
+
+        coupon = await until_recorded(recorded)  # a double tap: the first is being recorded
         if coupon is None:
             raise UnavailableError(f"claim {command.claim_id} is being recorded; retry")
         if coupon.template_id != command.template_id or coupon.owner_id != command.user_id:

@@ -182,3 +182,20 @@ async def test_two_replicas_tapping_the_same_sale_at_once_hold_exactly_the_stock
         outcomes = await tap_all(stage, all_taps, replicas)
 
         await check_the_rush(stage, all_taps, outcomes, replicas)
+
+
+async def test_a_double_tap_decided_in_the_same_batch_as_the_first_gets_the_same_hold(
+    make_inventory: InventoryFactory,
+) -> None:
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=5)
+
+        first, again = await asyncio.gather(
+            stage.reserve("buyer", 1, "order-1"), stage.reserve("buyer", 1, "order-1")
+        )
+
+        assert first.reserved
+        assert again.reserved
+        assert first.expires_at == again.expires_at
+        assert (await audit(stage)).held == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from services.kit.batching import MicroBatcher
+from services.kit.batching import MicroBatcher, until_recorded
 
 
 class Recorder:
@@ -62,3 +62,18 @@ async def test_a_full_batch_goes_at_once_whatever_the_minimum_interval() -> None
 
     assert await asyncio.wait_for(asyncio.gather(*full), 5) == [100, 120, 140]
     assert recorder.batches == [[8], [10, 12, 14]]
+
+
+async def test_a_repeat_reads_until_the_first_is_recorded_and_gives_up_after_its_waits() -> None:
+    reads: list[int] = []
+
+    async def recorded_on_third_read() -> str | None:
+        reads.append(1)
+        return "hold" if len(reads) == 3 else None
+
+    async def never() -> str | None:
+        return None
+
+    assert await until_recorded(recorded_on_third_read, waits=(0.001, 0.001, 0.001)) == "hold"
+    assert len(reads) == 3
+    assert await until_recorded(never, waits=(0.001,)) is None
