@@ -18,7 +18,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -157,8 +157,11 @@ def _check_versions(
     return planned
 
 
-def _stored(planned: Sequence[tuple[StreamAppend, int]], first_position: int) -> list[StoredEvent]:
-    default = current_context()
+def _stored(
+    planned: Sequence[tuple[StreamAppend, int]], first_position: int, default: MessageContext
+) -> list[StoredEvent]:
+    """The planned appends as stored from ``first_position`` on; ``default``: the context of
+    an append that brings none."""
     stored: list[StoredEvent] = []
     position = first_position
     for append, first_version in planned:
@@ -188,14 +191,59 @@ def _stored(planned: Sequence[tuple[StreamAppend, int]], first_position: int) ->
 
 NOTIFY_CHANNEL = "events_appended"
 
-_INSERT = """
-INSERT INTO events (position, stream_id, version, event_id, event_type, aggregate_type,
-                    merchant_id, occurred_at, correlation_id, causation_id, trace_context,
-                    payload, actor)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
-                     $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[],
-                     $11::jsonb[], $12::bytea[], $13::text[])
+_APPEND = """
+WITH taken AS (
+    UPDATE event_position SET last = last + $13 RETURNING last, pg_notify($14, last::text)
+), inserted AS (
+    INSERT INTO events (position, stream_id, version, event_id, event_type, aggregate_type,
+                        merchant_id, occurred_at, correlation_id, causation_id, trace_context,
+                        payload, actor)
+    SELECT taken.last - $13 + e.ord, e.stream_id, e.version, e.event_id, e.event_type,
+           e.aggregate_type, e.merchant_id, e.occurred_at, e.correlation_id, e.causation_id,
+           e.trace_context, e.payload, e.actor
+    FROM taken, unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[],
+                       $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::jsonb[],
+                       $11::bytea[], $12::text[])
+         WITH ORDINALITY AS e(stream_id, version, event_id, event_type, aggregate_type,
+                              merchant_id, occurred_at, correlation_id, causation_id,
+                              trace_context, payload, actor, ord)
+)
+SELECT last FROM taken
 """
+"""One round trip takes ``$13`` positions and inserts the events at them, in their order
+(a data-modifying statement in a WITH always runs to completion). The row lock on
+event_position serialises appenders until commit: that is what makes positions gap-free and
+visible in order, and the version check race-free (the versions' unique index refuses a
+stream that moved on meanwhile). The notification is delivered at commit, to wake the relay."""
+
+
+def _columns(
+    planned: Sequence[tuple[StreamAppend, int]], default: MessageContext
+) -> list[list[Any]]:
+    """``_APPEND``'s twelve arrays, the events in order (a trace context encoded once per
+    append: a group commit's events share few)."""
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    (streams, versions, ids, types, aggregates, merchants, occurred) = columns[:7]
+    (correlations, causations, traces, payloads, actors) = columns[7:]
+    for append, first_version in planned:
+        context = append.context or default
+        trace = json.dumps(dict(context.trace_context))
+        for offset, event in enumerate(append.events):
+            streams.append(append.stream_id)
+            versions.append(first_version + offset)
+            ids.append(event.event_id)
+            types.append(event.event_type)
+            aggregates.append(append.aggregate_type)
+            merchants.append(append.merchant_id)
+            occurred.append(event.occurred_at)
+            correlations.append(context.correlation_id)
+            causations.append(context.causation_id)
+            traces.append(trace)
+            payloads.append(event.payload)
+            actors.append(context.actor)
+    return columns
+
+
 EVENT_COLUMNS = """position, stream_id, version, event_id, event_type, aggregate_type, merchant_id,
               occurred_at, correlation_id, causation_id, trace_context, payload, actor"""
 
@@ -217,18 +265,6 @@ def stored_event_from_row(row: asyncpg.Record) -> StoredEvent:
         payload=row["payload"],
         actor=row["actor"],
     )
-
-
-def _trace_json(stored: Sequence[StoredEvent]) -> list[str]:
-    """Trace contexts as JSON, encoded once per distinct context (a batch shares few)."""
-    encoded: dict[int, str] = {}
-    out: list[str] = []
-    for event in stored:
-        key = id(event.trace_context)
-        if key not in encoded:
-            encoded[key] = json.dumps(dict(event.trace_context))
-        out.append(encoded[key])
-    return out
 
 
 class PostgresEventStore:
@@ -258,15 +294,6 @@ class PostgresEventStore:
 
     async def _append(self, conn: Connection, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
         count = sum(len(a.events) for a in appends)
-        # The row lock taken here serialises appenders until commit: that is what makes
-        # positions gap-free and visible in order, and the version check below race-free.
-        # The notification is delivered at commit, to wake the relay.
-        last = await conn.fetchval(
-            "UPDATE event_position SET last = last + $1"
-            " RETURNING last, pg_notify($2, (last)::text)",
-            count,
-            NOTIFY_CHANNEL,
-        )
         # Only streams expected to exist need their head read: for a new one, the unique
         # (stream_id, version) index refuses the insert if it exists after all.
         existing = sorted({a.stream_id for a in appends if a.expected_version > 0})
@@ -284,31 +311,16 @@ class PostgresEventStore:
         except ConcurrencyError:
             metrics.APPEND_CONFLICTS.labels(self._service).inc()
             raise
-        stored = _stored(planned, last - count + 1)
+        context = current_context()
         try:
-            await conn.execute(
-                _INSERT,
-                [e.position for e in stored],
-                [e.stream_id for e in stored],
-                [e.version for e in stored],
-                [e.event_id for e in stored],
-                [e.event_type for e in stored],
-                [e.aggregate_type for e in stored],
-                [e.merchant_id for e in stored],
-                [e.occurred_at for e in stored],
-                [e.correlation_id for e in stored],
-                [e.causation_id for e in stored],
-                _trace_json(stored),
-                [e.payload for e in stored],
-                [e.actor for e in stored],
-            )
+            last = await conn.fetchval(_APPEND, *_columns(planned, context), count, NOTIFY_CHANNEL)
         except asyncpg.UniqueViolationError as error:
             metrics.APPEND_CONFLICTS.labels(self._service).inc()
             raise ConcurrencyError(
                 f"stream moved on or event already stored: {error.detail}"
             ) from error
         metrics.EVENTS_APPENDED.labels(self._service).inc(count)
-        return stored
+        return _stored(planned, last - count + 1, context)
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
         rows = await self._pool.fetch(
@@ -355,7 +367,7 @@ class InMemoryEventStore:
                 heads[event.stream_id] = event.version
             planned = _check_versions(appends, heads)
             known = {e.event_id for e in self._events}
-            stored = _stored(planned, len(self._events) + 1)
+            stored = _stored(planned, len(self._events) + 1, current_context())
             ids = [e.event_id for e in stored]
             if len(set(ids)) != len(ids) or known.intersection(ids):
                 raise ConcurrencyError("event already stored")
