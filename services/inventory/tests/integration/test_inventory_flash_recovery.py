@@ -418,3 +418,35 @@ async def test_holds_of_a_sale_redis_lost_are_still_released_when_they_run_out(
         status = await audit(stage)
         assert (status.held, status.returned) == (0, 4)
         assert await stage.on_hand() == 4
+
+
+async def test_a_reservation_cancelled_while_its_hold_is_recorded_keeps_the_unit_held_in_redis(
+    make_inventory: InventoryFactory,
+) -> None:
+    """The caller gives up (its gRPC deadline passes, it disconnects) while its hold waits
+    for the group commit: the hold is recorded all the same, so Redis must keep it held.
+    Giving it back there would let another buyer take a unit the store holds."""
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=2)
+        async with parts.ledger.locked_sale(stage.merchant, stage.sale.sale_id):
+            reserving = asyncio.create_task(stage.reserve("quitter", 2, "order-quitter"))
+
+            async def decided() -> bool:
+                return await stage.redis_stock.record(stage.sale, 0, "order-quitter") is not None
+
+            await until(decided, "the reservation decided in Redis")
+            reserving.cancel()
+            [outcome] = await asyncio.gather(reserving, return_exceptions=True)
+
+        async def recorded() -> bool:
+            return any(r["hold_id"] == "order-quitter" for r in await hold_rows(stage))
+
+        await until(recorded, "the cancelled caller's hold recorded")
+        stage.forget_sold_out()
+        latecomer = await stage.reserve("latecomer", 1, "order-latecomer")
+
+        assert isinstance(outcome, asyncio.CancelledError)
+        assert not latecomer.reserved
+        status = await audit(stage)
+        assert (status.held, status.available) == (2, 0)
