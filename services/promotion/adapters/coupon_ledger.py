@@ -30,6 +30,36 @@ from services.promotion.domain.coupons import (
     TemplateNotFoundError,
 )
 
+_RECORD_CLAIMS = """
+WITH locked AS (
+    SELECT merchant_id, template_id, epoch FROM coupon_templates
+    WHERE (merchant_id, template_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+    ORDER BY merchant_id, template_id FOR UPDATE
+), inserted AS (
+    INSERT INTO coupons (merchant_id, coupon_id, template_id, owner_id, state, version)
+    SELECT c.m, c.c, c.t, c.o, 'claimed', 1
+    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+         WITH ORDINALITY AS c(m, c, t, o, epoch, ord)
+    JOIN locked ON locked.merchant_id = c.m AND locked.template_id = c.t
+                   AND locked.epoch = c.epoch
+    ORDER BY c.ord
+    ON CONFLICT (merchant_id, coupon_id) DO NOTHING
+    RETURNING merchant_id, coupon_id, template_id
+), counted AS (
+    UPDATE coupon_templates AS t SET claimed = t.claimed + n.n
+    FROM (SELECT merchant_id, template_id, count(*) AS n FROM inserted
+          GROUP BY merchant_id, template_id) AS n
+    WHERE t.merchant_id = n.merchant_id AND t.template_id = n.template_id
+)
+SELECT false AS template, merchant_id, coupon_id AS id, NULL::bigint AS epoch FROM inserted
+UNION ALL
+SELECT true, merchant_id, template_id, epoch FROM locked
+"""
+"""The group commit's claims in one round trip: lock the templates (in key order), insert
+the claims Redis decided at the template's current epoch (inserting is also the check that
+a claim id is new), and grow the templates' claimed counts by the rows inserted. Returns
+the coupons inserted and the templates' epochs."""
+
 _TEMPLATE_COLUMNS = "merchant_id, template_id, created, stopped, claimed, epoch, version"
 _COUPON_COLUMNS = (
     "merchant_id, coupon_id, template_id, owner_id, state, order_id, locked_until, version"
@@ -209,18 +239,21 @@ class CouponLedger:
 
     async def record_claims(self, pending: Sequence[PendingClaim]) -> list[BaseException | None]:
         results: list[BaseException | None] = [None] * len(pending)
+        keys = sorted({(p.merchant_id, p.event.template_id) for p in pending})
         async with self._committer.use() as conn, conn.transaction():
-            keys = sorted({(p.merchant_id, p.event.template_id) for p in pending})
             rows = await conn.fetch(
-                "SELECT merchant_id, template_id, epoch FROM coupon_templates"
-                " WHERE (merchant_id, template_id) IN"
-                " (SELECT * FROM unnest($1::text[], $2::text[]))"
-                " ORDER BY merchant_id, template_id FOR UPDATE",
+                _RECORD_CLAIMS,
                 [k[0] for k in keys],
                 [k[1] for k in keys],
+                [p.merchant_id for p in pending],
+                [p.event.coupon_id for p in pending],
+                [p.event.template_id for p in pending],
+                [p.event.owner_id for p in pending],
+                [p.epoch for p in pending],
             )
-            epochs = {(r["merchant_id"], r["template_id"]): r["epoch"] for r in rows}
-            candidates: list[tuple[int, PendingClaim]] = []
+            epochs = {(r["merchant_id"], r["id"]): r["epoch"] for r in rows if r["template"]}
+            inserted = {(r["merchant_id"], r["id"]) for r in rows if not r["template"]}
+            accepted: list[PendingClaim] = []
             seen: set[tuple[str, str]] = set()
             for index, item in enumerate(pending):
                 key = (item.merchant_id, item.event.template_id)
@@ -231,40 +264,11 @@ class CouponLedger:
                     )
                 elif epochs[key] != item.epoch:
                     results[index] = StaleEpochError("the drop was rebuilt; retry")
-                elif claim_key in seen:
+                elif claim_key in seen or claim_key not in inserted:
                     results[index] = ClaimConflictError(f"claim {item.event.coupon_id} is taken")
                 else:
-                    candidates.append((index, item))
-                    seen.add(claim_key)
-            if not candidates:
-                return results
-            # Inserting the rows is also the check that each claim id is new; the templates'
-            # claimed counts grow by the rows inserted, in the same statement.
-            inserted = {
-                (r["merchant_id"], r["coupon_id"])
-                for r in await conn.fetch(
-                    "WITH inserted AS (INSERT INTO coupons (merchant_id, coupon_id, template_id,"
-                    " owner_id, state, version) SELECT m, c, t, o, 'claimed', 1 FROM"
-                    " unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(m, c, t, o)"
-                    " ON CONFLICT (merchant_id, coupon_id) DO NOTHING"
-                    " RETURNING merchant_id, coupon_id, template_id),"
-                    " counted AS (UPDATE coupon_templates AS t SET claimed = t.claimed + n.n"
-                    " FROM (SELECT merchant_id, template_id, count(*) AS n FROM inserted"
-                    " GROUP BY merchant_id, template_id) AS n"
-                    " WHERE t.merchant_id = n.merchant_id AND t.template_id = n.template_id)"
-                    " SELECT merchant_id, coupon_id FROM inserted",
-                    [p.merchant_id for _, p in candidates],
-                    [p.event.coupon_id for _, p in candidates],
-                    [p.event.template_id for _, p in candidates],
-                    [p.event.owner_id for _, p in candidates],
-                )
-            }
-            accepted: list[PendingClaim] = []
-            for index, item in candidates:
-                if (item.merchant_id, item.event.coupon_id) in inserted:
                     accepted.append(item)
-                else:
-                    results[index] = ClaimConflictError(f"claim {item.event.coupon_id} is taken")
+                    seen.add(claim_key)
             if not accepted:
                 return results
             await self._store.append(

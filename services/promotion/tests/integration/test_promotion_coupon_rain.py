@@ -14,13 +14,14 @@ from services.kit.errors import UnavailableError
 from services.kit.testing import unique
 from services.promotion.adapters.redis_coupons import TemplateKeys
 from services.promotion.application.coupons import ClaimResult
-from services.promotion.application.ports import ClaimAttempt
+from services.promotion.application.ports import ClaimAttempt, PendingClaim, StaleEpochError
 from services.promotion.bootstrap import Promotion
 from services.promotion.domain.coupons import (
     ClaimConflictError,
     ClaimCoupon,
     ClaimLimitReachedError,
     ClaimNotOpenError,
+    CouponClaimed,
     TemplateNotFoundError,
 )
 from services.promotion.tests.conftest import Clock, PromotionFactory
@@ -171,3 +172,80 @@ async def test_a_claim_redis_granted_but_never_recorded_is_given_back_by_the_swe
         assert await parts.coupons.sweep() == 1
         assert await parts.coupons.sweep() == 0
         assert (await parts.coupons.claim(late)).claimed
+
+
+async def test_a_group_commit_records_claims_of_the_current_epoch_and_refuses_the_rest(
+    make_promotion: PromotionFactory,
+) -> None:
+    merchant = unique("m")
+    async with make_promotion() as parts:
+        template = await fixed_template(parts, merchant, quota=10)
+        tid = template.template_id
+        epoch = await parts.pool.fetchval(
+            "SELECT epoch FROM coupon_templates WHERE merchant_id = $1 AND template_id = $2",
+            merchant,
+            tid,
+        )
+        taken = unique("c")
+        await parts.coupon_ledger.record_claims(
+            [PendingClaim(merchant, CouponClaimed(taken, tid, "alice"), epoch)]
+        )
+        twice = unique("c")
+
+        def pending(claim_id: str, template_id: str, owner: str, at: int) -> PendingClaim:
+            return PendingClaim(merchant, CouponClaimed(claim_id, template_id, owner), at)
+
+        results = await parts.coupon_ledger.record_claims(
+            [
+                pending(unique("c"), tid, "bob", epoch + 1),  # decided at another epoch
+                pending(unique("c"), unique("tpl"), "bob", epoch),  # an unknown template
+                pending(taken, tid, "carol", epoch),  # a claim id already recorded
+                pending(twice, tid, "dave", epoch),  # recorded
+                pending(twice, tid, "erin", epoch),  # the same claim id again in the batch
+            ]
+        )
+        assert [type(r) for r in results] == [
+            StaleEpochError,
+            TemplateNotFoundError,
+            ClaimConflictError,
+            type(None),
+            ClaimConflictError,
+        ]
+        assert (await parts.coupon_ledger.template(merchant, tid)).claimed == 2
+        held = await parts.coupons.held(merchant, [taken, twice])
+        assert [c.owner_id for c in held] == ["alice", "dave"]
+
+
+async def test_a_claim_cancelled_while_it_is_recorded_stays_claimed_in_redis_and_the_store(
+    make_promotion: PromotionFactory,
+) -> None:
+    """The buyer's request is cancelled (the client left) while its claim waits for the
+    group commit: the claim is recorded all the same, so Redis must keep it claimed.
+    Giving it back there would let the drop hand out more than its quota."""
+    merchant = unique("m")
+    async with make_promotion() as parts:
+        template = await fixed_template(parts, merchant, quota=1)
+        tid = template.template_id
+        claims_key = TemplateKeys(merchant, tid).claims
+        async with parts.coupon_ledger.locked_template(merchant, tid):
+            claiming = asyncio.create_task(
+                parts.coupons.claim(ClaimCoupon(merchant, tid, "quitter", "claim-quitter"))
+            )
+            for _ in range(500):
+                if await parts.redis.hexists(claims_key, "claim-quitter"):
+                    break
+                await asyncio.sleep(0.002)
+            claiming.cancel()
+            [outcome] = await asyncio.gather(claiming, return_exceptions=True)
+        for _ in range(500):
+            if (await parts.coupon_ledger.template(merchant, tid)).claimed:
+                break
+            await asyncio.sleep(0.002)
+        latecomer = await parts.coupons.claim(ClaimCoupon(merchant, tid, "latecomer", unique("c")))
+
+        assert isinstance(outcome, asyncio.CancelledError)
+        assert not latecomer.claimed
+        assert await parts.redis.hexists(claims_key, "claim-quitter")
+        assert (await parts.coupon_ledger.template(merchant, tid)).claimed == 1
+        [held] = await parts.coupons.held(merchant, ["claim-quitter"])
+        assert held.owner_id == "quitter"
