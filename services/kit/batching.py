@@ -26,6 +26,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from services.kit import metrics
+from services.kit.logging import get_logger
+
+log = get_logger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -127,3 +130,27 @@ async def until_recorded(
             return found
         await asyncio.sleep(wait)
     return await read()
+
+
+async def record_or_give_back(
+    batch: Sequence[In],
+    record: Callable[[Sequence[In]], Awaitable[Sequence[BaseException | None]]],
+    give_back: Callable[[In], Awaitable[object]],
+) -> list[BaseException | None]:
+    """The group commit of decisions taken before it (a Redis script granted a hold or a
+    claim): ``record`` the batch (one error or None per item), then ``give_back`` every item
+    that could not be recorded, here, in the batch's flush, before its requests hear the
+    error. Not in the requests: a request can be cancelled (its deadline passed, its caller
+    left) while its item is recorded all the same, and a give-back then would free what the
+    store holds (an oversell). A give-back that fails is logged and left to the service's
+    sweeper."""
+    not_recorded: Sequence[BaseException | None]
+    try:
+        not_recorded = await record(batch)
+    except Exception as failure:
+        not_recorded = [failure] * len(batch)
+    refused = [item for item, error in zip(batch, not_recorded, strict=True) if error is not None]
+    for outcome in await asyncio.gather(*map(give_back, refused), return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.warning("unrecorded item not given back yet", error=repr(outcome))
+    return list(not_recorded)

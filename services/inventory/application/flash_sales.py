@@ -10,7 +10,6 @@ hold that is not durable, and no unit stays taken for a hold nobody was told abo
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ from services.inventory.domain.sale import (
     from_epoch_ms,
 )
 from services.inventory.domain.stock import InvalidQuantityError, SkuNotFoundError
-from services.kit.batching import MicroBatcher, until_recorded
+from services.kit.batching import MicroBatcher, record_or_give_back, until_recorded
 from services.kit.context import current_context
 from services.kit.errors import KitError, UnavailableError
 from services.kit.eventstore import retry_on_conflict, utcnow
@@ -202,26 +201,19 @@ class FlashSales:
     async def _record(
         self, batch: Sequence[tuple[FlashSale, PendingHold]]
     ) -> list[BaseException | None]:
-        """One transaction for the batch's holds. A hold that could not be recorded is given
-        back in Redis here, by the batch, not by the request that asked for it: a request
-        can be cancelled (its deadline passed, its caller left) while its hold is recorded
-        all the same, and a give-back then would free a unit the store holds: an oversell."""
-        not_recorded: Sequence[BaseException | None]
-        try:
-            not_recorded = await self._records.record_reservations([p for _, p in batch])
-        except Exception as failure:
-            not_recorded = [failure] * len(batch)
-        refused = [
-            (sale, p.event)
-            for (sale, p), e in zip(batch, not_recorded, strict=True)
-            if e is not None
-        ]
-        for outcome in await asyncio.gather(
-            *(self._give_back(sale, event) for sale, event in refused), return_exceptions=True
-        ):
-            if isinstance(outcome, Exception):  # Redis frees it at its expiry (the sweeper)
-                log.warning("unrecorded hold not given back yet", error=repr(outcome))
-        return list(not_recorded)
+        """One transaction for the batch's holds; a hold it could not record is given back
+        in Redis by the batch, never by its request (a cancelled request's hold is recorded
+        all the same: giving it back would free a unit the store holds, an oversell)."""
+
+        async def record(
+            holds: Sequence[tuple[FlashSale, PendingHold]],
+        ) -> list[BaseException | None]:
+            return await self._records.record_reservations([pending for _, pending in holds])
+
+        async def give_back(hold: tuple[FlashSale, PendingHold]) -> None:
+            await self._give_back(hold[0], hold[1].event)
+
+        return await record_or_give_back(batch, record, give_back)
 
     async def _make_durable(
         self, sale: FlashSale, command: ReserveStock, decision: Decision

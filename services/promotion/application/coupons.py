@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
-from services.kit.batching import MicroBatcher, until_recorded
-from services.kit.context import MessageContext, current_context
+from services.kit.batching import MicroBatcher, record_or_give_back, until_recorded
+from services.kit.context import current_context
 from services.kit.db import Connection
 from services.kit.errors import KitError, UnavailableError
 from services.kit.eventstore import retry_on_conflict, utcnow
@@ -52,22 +52,8 @@ log = get_logger(__name__)
 CLAIMS = Counter("livecommerce_promotion_claims_total", "Coupon claim answers", ["outcome"])
 
 
-@dataclass(frozen=True)
-class _Tap:
-    """A claim waiting for its batch, with the context of the request that made it (the
-    event it is recorded as says what caused it)."""
-
-    attempt: ClaimAttempt
-    context: MessageContext
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    """What a batch made of one tap: Redis's decision and, for a claim Redis granted, the
-    error that kept it from being recorded (None: recorded, durable)."""
-
-    decision: ClaimDecision
-    not_recorded: BaseException | None = None
+class _Retry(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -92,8 +78,15 @@ class Coupons:
         self._stock = stock
         self._clock = clock
         self._rebuilding: dict[tuple[str, str], asyncio.Lock] = {}
-        self._claiming: MicroBatcher[_Tap, _Claimed] = MicroBatcher(
-            self._claim_batch, max_batch=max_batch, name="promotion.claim"
+        self._deciding: MicroBatcher[ClaimAttempt, ClaimDecision] = MicroBatcher(
+            self._decide,
+            max_batch=max_batch,
+            name="promotion.claim.decide",
+        )
+        self._recording: MicroBatcher[PendingClaim, None] = MicroBatcher(
+            self._record,
+            max_batch=max_batch,
+            name="promotion.claim.record",
         )
 
     # -- templates ---------------------------------------------------------------------
@@ -156,31 +149,15 @@ class Coupons:
         """``address``: the client's, for the per-address claim limit (None: exempt). The
         buyer's and the address's claim limits are counted in the decision itself."""
         command = command.validated()
-        tap = _Tap(ClaimAttempt(command, address), current_context())
+        attempt = ClaimAttempt(command, address)
         for _ in range(3):
-            claimed = await self._claiming.submit(tap)
-            decision = claimed.decision
+            decision = await self._deciding.submit(attempt)
             outcome = decision.outcome
             if outcome == "OK":
-                if claimed.not_recorded is None:
-                    CLAIMS.labels("claimed").inc()
-                    return ClaimResult(
-                        command.claim_id,
-                        command.template_id,
-                        claimed=True,
-                        remaining=decision.remaining,
-                    )
-                error = claimed.not_recorded  # and given back in Redis by the batch
-                if isinstance(error, StaleEpochError):  # decided against a rebuilt drop
+                try:
+                    return await self._make_durable(command, decision)
+                except _Retry:
                     continue
-                if isinstance(error, KitError):
-                    raise error
-                log.error(
-                    "claim not recorded; given back", claim_id=command.claim_id, error=repr(error)
-                )
-                raise UnavailableError(
-                    "the claim could not be recorded; nothing was claimed"
-                ) from error
             if outcome == "NOTEMPLATE":
                 await self.rebuild(command.merchant_id, command.template_id)
                 continue
@@ -192,52 +169,42 @@ class Coupons:
             raise _refusal(decision)
         raise UnavailableError("the coupon drop is being rebuilt; retry")
 
-    async def _claim_batch(self, taps: Sequence[_Tap]) -> list[_Claimed]:
-        """One Redis pipeline decides the batch, one transaction records what it granted:
-        a tap waits once, for both, and is answered only once its claim is durable."""
-        now_ms = int(self._clock().timestamp() * 1000)
-        decisions = await self._stock.claim_many([tap.attempt for tap in taps], now_ms)
-        granted: list[tuple[int, PendingClaim]] = []
-        for index, (tap, decision) in enumerate(zip(taps, decisions, strict=True)):
-            if decision.outcome == "OK":
-                claim = tap.attempt.claim
-                event = CouponClaimed(claim.claim_id, claim.template_id, claim.user_id)
-                granted.append(
-                    (index, PendingClaim(claim.merchant_id, event, decision.epoch, tap.context))
-                )
-        not_recorded: list[BaseException | None] = [None] * len(taps)
-        if granted:
-            recorded: Sequence[BaseException | None]
-            try:
-                recorded = await self._records.record_claims([pending for _, pending in granted])
-            except Exception as failure:
-                recorded = [failure] * len(granted)
-            for (index, _), error in zip(granted, recorded, strict=True):
-                not_recorded[index] = error
-            await self._give_back(
-                [
-                    (p.merchant_id, p.event, p.epoch)
-                    for (i, p) in granted
-                    if not_recorded[i] is not None
-                ]
-            )
-        return [_Claimed(d, e) for d, e in zip(decisions, not_recorded, strict=True)]
+    async def _decide(self, batch: Sequence[ClaimAttempt]) -> list[ClaimDecision]:
+        return await self._stock.claim_many(batch, int(self._clock().timestamp() * 1000))
 
-    async def _give_back(self, refused: Sequence[tuple[str, CouponClaimed, int]]) -> None:
-        """Claims Redis granted that could not be recorded are given back in Redis by the
-        batch, not by the request that made them: a request can be cancelled (its caller
-        left) while its claim is recorded all the same, and giving that claim back would
-        let the drop hand out more than its quota. A give-back that fails is left to the
-        sweeper."""
-        for outcome in await asyncio.gather(
-            *(
-                self._stock.unclaim(merchant_id, event.template_id, event.coupon_id, epoch)
-                for merchant_id, event, epoch in refused
-            ),
-            return_exceptions=True,
-        ):
-            if isinstance(outcome, Exception):
-                log.warning("unrecorded claim not given back yet", error=repr(outcome))
+    async def _record(self, batch: Sequence[PendingClaim]) -> list[BaseException | None]:
+        """One transaction for the batch's claims; a claim it could not record is given
+        back in Redis by the batch, never by its request (a cancelled request's claim is
+        recorded all the same: giving it back would overrun the quota)."""
+
+        async def give_back(pending: PendingClaim) -> None:
+            event = pending.event
+            await self._stock.unclaim(
+                pending.merchant_id, event.template_id, event.coupon_id, pending.epoch
+            )
+
+        return await record_or_give_back(batch, self._records.record_claims, give_back)
+
+    async def _make_durable(self, command: ClaimCoupon, decision: ClaimDecision) -> ClaimResult:
+        event = CouponClaimed(command.claim_id, command.template_id, command.user_id)
+        pending = PendingClaim(command.merchant_id, event, decision.epoch, current_context())
+        try:
+            await self._recording.submit(pending)
+        except Exception as error:  # given back in Redis by the batch (see _record)
+            if isinstance(error, StaleEpochError):
+                raise _Retry from error
+            if isinstance(error, KitError):
+                raise
+            log.error(
+                "claim not recorded; given back", claim_id=command.claim_id, error=repr(error)
+            )
+            raise UnavailableError(
+                "the claim could not be recorded; nothing was claimed"
+            ) from error
+        CLAIMS.labels("claimed").inc()
+        return ClaimResult(
+            command.claim_id, command.template_id, claimed=True, remaining=decision.remaining
+        )
 
     async def _repeat(self, command: ClaimCoupon, decision: ClaimDecision) -> ClaimResult:
         """The same claim id again: the same answer if it is the same buyer's claim."""

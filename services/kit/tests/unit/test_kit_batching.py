@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from services.kit.batching import MicroBatcher, until_recorded
+from services.kit.batching import MicroBatcher, record_or_give_back, until_recorded
 
 
 class Recorder:
@@ -77,3 +77,35 @@ async def test_a_repeat_reads_until_the_first_is_recorded_and_gives_up_after_its
     assert await until_recorded(recorded_on_third_read, waits=(0.001, 0.001, 0.001)) == "hold"
     assert len(reads) == 3
     assert await until_recorded(never, waits=(0.001,)) is None
+
+
+async def test_what_a_group_commit_could_not_record_is_given_back_by_the_batch_itself() -> None:
+    given_back: list[str] = []
+
+    async def record(batch: Sequence[str]) -> list[BaseException | None]:
+        return [ValueError(item) if item.startswith("bad") else None for item in batch]
+
+    async def give_back(item: str) -> None:
+        if item == "bad-and-redis-down":
+            raise ConnectionError("redis is down")
+        given_back.append(item)
+
+    results = await record_or_give_back(["a", "bad", "b", "bad-and-redis-down"], record, give_back)
+
+    assert [type(r) for r in results] == [type(None), ValueError, type(None), ValueError]
+    assert given_back == ["bad"]
+
+
+async def test_a_group_commit_that_fails_as_a_whole_gives_back_every_item() -> None:
+    given_back: list[str] = []
+
+    async def record(batch: Sequence[str]) -> list[BaseException | None]:
+        raise ConnectionResetError("the database went away")
+
+    async def give_back(item: str) -> None:
+        given_back.append(item)
+
+    results = await record_or_give_back(["a", "b"], record, give_back)
+
+    assert all(isinstance(r, ConnectionResetError) for r in results)
+    assert given_back == ["a", "b"]
