@@ -8,7 +8,9 @@ and group ids, so tests never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from uuid import uuid4
@@ -53,6 +55,22 @@ def stack() -> StackEndpoints:
             pytest.fail("LIVECOMMERCE_REQUIRE_STACK is set but no stack endpoints are exported")
         pytest.skip("needs the local stack: run `make test` (or `python -m devstack test`)")
     return found
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]],
+    what: str = "the condition",
+    *,
+    within: float = 20.0,
+    every: float = 0.02,
+) -> None:
+    """Wait until ``check()`` is true, asking every ``every`` seconds; fail the test with
+    ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {within} s waiting for {what}")
+        await asyncio.sleep(every)
 
 
 def unique(prefix: str) -> str:

@@ -4,9 +4,6 @@ checkout path share."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +16,7 @@ from devstack import stream
 from devstack.config import StackConfig
 from services.kit.identity import Role, TokenIssuer
 from services.kit.settings import ServiceSettings
-from services.kit.testing import unique
+from services.kit.testing import eventually, unique
 
 INVENTORY = "http://127.0.0.1:8101"
 ORDER = "http://127.0.0.1:8102"
@@ -36,16 +33,6 @@ def start_stack_services() -> None:
 async def wait_ready(http: httpx.AsyncClient) -> None:
     """Every API the checkout path needs answers its readiness check (as the demo waits)."""
     await stream.wait_ready(http, READY, within=60.0)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within_seconds: float = 20.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + within_seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 def _ok(response: httpx.Response, *codes: int) -> dict[str, Any]:
@@ -191,4 +178,4 @@ class Buyer:
         async def reached() -> bool:
             return bool((await self.get(order_id))["status"] == status)
 
-        await eventually(reached, within_seconds, f"order {order_id} to be {status}")
+        await eventually(reached, f"order {order_id} to be {status}", within=within_seconds)

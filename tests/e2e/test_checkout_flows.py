@@ -20,11 +20,10 @@ from livecommerce.kit.v1.envelope_pb2 import Envelope
 from livecommerce.promotion.v1 import events_pb2 as promotion_events
 from services.kit.kafka import new_producer
 from services.kit.settings import ServiceSettings
-from services.kit.testing import StackEndpoints, unique
+from services.kit.testing import StackEndpoints, eventually, unique
 from tests.e2e.checkout_world import (
     ORDER,
     Shop,
-    eventually,
     start_stack_services,
     wait_ready,
 )
@@ -96,7 +95,7 @@ async def test_an_unpaid_order_is_cancelled_at_its_deadline_and_its_stock_goes_b
         sale = await shop.sale()
         return bool(sale["available"] == 10 and sale["held"] == 0)
 
-    await eventually(back_on_sale, what="the unit back on sale")
+    await eventually(back_on_sale, "the unit back on sale")
     assert (await shop.reconciliation())["in_agreement"]
 
 
@@ -152,7 +151,7 @@ async def test_a_payment_that_arrives_after_cancellation_is_refunded(
         ).json()
         return any(e["type"] == "PaymentRefundedAutomatically" for e in history)
 
-    await eventually(refunded, what="the late payment refunded")
+    await eventually(refunded, "the late payment refunded")
     assert (await buyer.get(order["order_id"]))["status"] == "cancelled"
 
 
@@ -284,7 +283,7 @@ async def test_buyers_storming_a_flash_sale_get_exactly_its_units_and_half_time_
         sale = await shop.sale()
         return bool(sale["sold"] == units // 2 and sale["available"] == units // 2)
 
-    await eventually(settled, within_seconds=30, what="half sold, half back on sale")
+    await eventually(settled, "half sold, half back on sale", within=30)
     assert (await shop.sale())["held"] == 0
     assert (await shop.reconciliation())["in_agreement"]
 
@@ -342,7 +341,7 @@ async def test_a_failed_group_buy_cancels_its_members_orders_and_refunds_the_pai
         sale = await shop.sale()
         return bool(sale["available"] == 10 and sale["held"] == 0 and sale["sold"] == 0)
 
-    await eventually(both_units_back, what="both units back on sale")
+    await eventually(both_units_back, "both units back on sale")
 
 
 async def test_a_payment_for_a_group_that_already_failed_is_cancelled_and_refunded(

@@ -17,10 +17,10 @@ from devstack.config import StackConfig
 from devstack.stack import start_services
 from services.kit.settings import Environment
 from services.kit.testclock import scratch_database
-from services.kit.testing import StackEndpoints
+from services.kit.testing import StackEndpoints, eventually
 from services.order.entrypoints.http import create_http_app
 from services.order.settings import OrderSettings
-from tests.e2e.checkout_world import INVENTORY, PROMOTION, SANDBOX, eventually
+from tests.e2e.checkout_world import INVENTORY, PROMOTION, SANDBOX
 from tests.security.world import serving
 
 REFERRAL = "http://127.0.0.1:8106"
@@ -36,7 +36,7 @@ async def http(stack: StackEndpoints) -> AsyncIterator[httpx.AsyncClient]:
         if not all([await ready(client, base) for base in RUNNING]):
             await asyncio.to_thread(start_services, StackConfig(), restart=False)
         for base in RUNNING:
-            await eventually(partial(ready, client, base), 90.0, f"{base} to be ready")
+            await eventually(partial(ready, client, base), f"{base} to be ready", within=90.0)
         yield client
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -293,16 +293,6 @@ def tripped_no_oversell(outcomes: Sequence[object]) -> list[BaseException]:
 def unexpected(outcomes: Sequence[object]) -> list[object]:
     """Outcomes that are neither an answer nor an error the caller is meant to see."""
     return [o for o in outcomes if not isinstance(o, Reservation | KitError)]
-
-
-async def until(
-    condition: Callable[[], Awaitable[bool]], what: str, seconds: float = DEADLINE_SECONDS
-) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"gave up after {seconds} s waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 def later(moment: datetime, seconds: float) -> datetime:

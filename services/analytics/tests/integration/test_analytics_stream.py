@@ -5,7 +5,6 @@ consumer group: the review is exact every time."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -25,15 +24,10 @@ from services.analytics.settings import AnalyticsSettings
 from services.analytics.tests import expected
 from services.analytics.tests.script import TOPICS, Script
 from services.kit.kafka import ensure_topics, new_producer
-from services.kit.testing import unique
+from services.kit.testing import eventually, unique
 from services.kit.wire import timestamp
 
-
-async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "the worker did not catch up in time"
-        await asyncio.sleep(0.05)
+CATCH_UP = "the worker to catch up"
 
 
 async def _applied(parts: Analytics, envelopes: Sequence[Envelope]) -> int:
@@ -78,12 +72,12 @@ async def test_a_worker_restarted_mid_stream_and_a_replay_from_the_start_are_exa
     try:
         await publish(script.envelopes[:half])
         async with running(stream_app(settings, parts.processor)):
-            await _eventually(lambda: _same(_applied(parts, envelopes[:half]), half))
+            await eventually(lambda: _same(_applied(parts, envelopes[:half]), half), CATCH_UP)
 
         await publish(script.envelopes[half:])
         await publish(script.envelopes[3:4])  # the same event id again
         async with running(stream_app(settings, parts.processor)):
-            await _eventually(lambda: _same(_applied(parts, envelopes), len(envelopes)))
+            await eventually(lambda: _same(_applied(parts, envelopes), len(envelopes)), CATCH_UP)
             after_restart = await _review_json(parts, script)
             latency = await _latency_of_one_comment(parts, script, publish)
 
@@ -91,7 +85,7 @@ async def test_a_worker_restarted_mid_stream_and_a_replay_from_the_start_are_exa
         seen = BatchOutcome()
         async with running(stream_app(replay, parts.processor, seen.add)):
             published = len(envelopes) + 2  # the repeated event and the latency probe
-            await _eventually(lambda: _is(seen.duplicates, published))
+            await eventually(lambda: _is(seen.duplicates, published), CATCH_UP)
             after_replay = await _review_json(parts, script)
     finally:
         await producer.stop()
@@ -130,5 +124,5 @@ async def _latency_of_one_comment(
     async def shown() -> bool:
         return await parts.queries.room_version(script.merchant, "r9") is not None
 
-    await _eventually(shown, within=5)
+    await eventually(shown, CATCH_UP, within=5)
     return time.monotonic() - started

@@ -20,9 +20,8 @@ from services.inventory.tests.flash_helpers import (
     patient_replica,
     stage_sale,
     tally,
-    until,
 )
-from services.kit.testing import unique
+from services.kit.testing import eventually, unique
 
 TTL = 30
 
@@ -299,7 +298,7 @@ async def test_a_release_in_one_replica_reopens_the_sale_where_another_remembere
         async def forgotten() -> bool:
             return not other.sold_out.knows(stage.merchant, stage.sale.sale_id)
 
-        await until(forgotten, "the restock announcement")
+        await eventually(forgotten, "the restock announcement")
         again = await stage.reserve("second", via=other)
         assert (refused.reserved, remembered, again.reserved) == (False, True, True)
         await audit(stage)

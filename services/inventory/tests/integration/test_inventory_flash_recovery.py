@@ -29,8 +29,8 @@ from services.inventory.tests.flash_helpers import (
     tally,
     tripped_no_oversell,
     unexpected,
-    until,
 )
+from services.kit.testing import eventually
 
 STOCK = 200
 LIMIT = 2
@@ -113,7 +113,7 @@ async def test_redis_losing_the_sale_mid_rush_rebuilds_it_and_the_rush_sells_exa
         epoch = await stage.epoch()
 
         async def lose_it_again() -> None:
-            await until(lambda: stage.redis_stock.exists(stage.sale), "the sale rebuilt")
+            await eventually(lambda: stage.redis_stock.exists(stage.sale), "the sale rebuilt")
             await stage.lose_redis()
 
         rush = Rush(
@@ -210,7 +210,7 @@ async def test_a_hold_decided_against_a_state_a_rebuild_replaced_is_given_back_a
             async def decided() -> bool:
                 return await stage.redis_stock.record(stage.sale, 0, "order-caught") is not None
 
-            await until(decided, "the reservation decided in Redis")
+            await eventually(decided, "the reservation decided in Redis")
             epoch = locked.bump_epoch()
             await stage.redis_stock.load(
                 locked.sale, epoch, await locked.durable_holds(), closed=False
@@ -240,7 +240,7 @@ async def test_a_large_batch_refused_as_stale_is_given_back_and_every_buyer_serv
                 holds = keys_of(stage.sale, 0).holds
                 return int(await parts.redis.hlen(holds)) == len(buyers)
 
-            await until(decided, "every reservation decided in Redis")
+            await eventually(decided, "every reservation decided in Redis")
             epoch = locked.bump_epoch()
             await stage.redis_stock.load(locked.sale, epoch, [], closed=False)
         outcomes = await asyncio.wait_for(
@@ -435,14 +435,14 @@ async def test_a_reservation_cancelled_while_its_hold_is_recorded_keeps_the_unit
             async def decided() -> bool:
                 return await stage.redis_stock.record(stage.sale, 0, "order-quitter") is not None
 
-            await until(decided, "the reservation decided in Redis")
+            await eventually(decided, "the reservation decided in Redis")
             reserving.cancel()
             [outcome] = await asyncio.gather(reserving, return_exceptions=True)
 
         async def recorded() -> bool:
             return any(r["hold_id"] == "order-quitter" for r in await hold_rows(stage))
 
-        await until(recorded, "the cancelled caller's hold recorded")
+        await eventually(recorded, "the cancelled caller's hold recorded")
         stage.forget_sold_out()
         latecomer = await stage.reserve("latecomer", 1, "order-latecomer")
 

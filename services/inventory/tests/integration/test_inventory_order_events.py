@@ -19,11 +19,11 @@ from livecommerce.order.v1 import events_pb2 as order_events
 from services.inventory.entrypoints.consumers import order_event_handlers
 from services.inventory.settings import InventorySettings
 from services.inventory.tests.conftest import Clock, InventoryFactory
-from services.inventory.tests.flash_helpers import Stage, audit, stage_sale, tally, until
+from services.inventory.tests.flash_helpers import Stage, audit, stage_sale, tally
 from services.kit.consumer import ConsumerRunner
 from services.kit.eventstore import StoredEvent
 from services.kit.kafka import ensure_topics, new_consumer, new_producer
-from services.kit.testing import unique
+from services.kit.testing import eventually, unique
 
 DEADLINE_SECONDS = 30.0
 
@@ -78,7 +78,7 @@ class OrderTopic:
             )
             return found == len(ids)
 
-        await until(all_in_inbox, "the order events are handled", DEADLINE_SECONDS)
+        await eventually(all_in_inbox, "the order events are handled", within=DEADLINE_SECONDS)
 
 
 @pytest_asyncio.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
@@ -21,18 +21,10 @@ from services.kit.db import Connection
 from services.kit.errors import InvalidArgumentError
 from services.kit.kafka import consumer_options, ensure_topics, new_consumer, new_producer
 from services.kit.settings import ServiceSettings
-from services.kit.testing import StackEndpoints, TestDatabase, unique
+from services.kit.testing import StackEndpoints, TestDatabase, eventually, unique
 
 DEADLINE_SECONDS = 20.0
 NOTED = "test.Noted"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 def envelope(note: str, *, event_type: str = NOTED, correlation_id: str = "") -> Envelope:

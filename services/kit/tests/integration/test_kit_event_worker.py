@@ -24,12 +24,11 @@ from services.kit.kafka import connection_options, new_producer
 from services.kit.runtime import run_all
 from services.kit.settings import Environment, ServiceSettings
 from services.kit.testclock import scratch_database
-from services.kit.testing import StackEndpoints, unique
+from services.kit.testing import StackEndpoints, eventually, unique
 from services.kit.tests.integration.test_kit_consumer_runner import (
     DEADLINE_SECONDS,
     NOTED,
     envelope,
-    eventually,
     read_all_of,
 )
 

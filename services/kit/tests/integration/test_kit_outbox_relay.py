@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -21,7 +21,7 @@ from services.kit.eventstore import NewEvent, PostgresEventStore, StoredEvent, S
 from services.kit.kafka import consumer_options, ensure_topics, new_producer
 from services.kit.outbox import KafkaPublisher, OutboxRelay, OutgoingMessage, Publisher
 from services.kit.settings import ServiceSettings
-from services.kit.testing import StackEndpoints, TestDatabase, unique
+from services.kit.testing import StackEndpoints, TestDatabase, eventually, unique
 
 DEADLINE_SECONDS = 15.0
 
@@ -124,14 +124,6 @@ class RecordingPublisher:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         await self._inner.publish(messages)
         self.positions.extend(Envelope.FromString(m.value).position for m in messages)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.02)
 
 
 class RunningRelay:

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from services.kit.errors import UnavailableError
-from services.kit.testing import unique
+from services.kit.testing import eventually, unique
 from services.promotion.adapters.redis_coupons import TemplateKeys
 from services.promotion.application.coupons import ClaimResult
 from services.promotion.application.ports import ClaimAttempt, PendingClaim, StaleEpochError
@@ -231,16 +231,18 @@ async def test_a_claim_cancelled_while_it_is_recorded_stays_claimed_in_redis_and
             claiming = asyncio.create_task(
                 parts.coupons.claim(ClaimCoupon(merchant, tid, "quitter", "claim-quitter"))
             )
-            for _ in range(500):
-                if await parts.redis.hexists(claims_key, "claim-quitter"):
-                    break
-                await asyncio.sleep(0.002)
+
+            async def decided() -> bool:
+                return bool(await parts.redis.hexists(claims_key, "claim-quitter"))
+
+            await eventually(decided, "the claim decided in Redis", every=0.002)
             claiming.cancel()
             [outcome] = await asyncio.gather(claiming, return_exceptions=True)
-        for _ in range(500):
-            if (await parts.coupon_ledger.template(merchant, tid)).claimed:
-                break
-            await asyncio.sleep(0.002)
+
+        async def recorded() -> bool:
+            return (await parts.coupon_ledger.template(merchant, tid)).claimed == 1
+
+        await eventually(recorded, "the cancelled buyer's claim recorded")
         latecomer = await parts.coupons.claim(ClaimCoupon(merchant, tid, "latecomer", unique("c")))
 
         assert isinstance(outcome, asyncio.CancelledError)
