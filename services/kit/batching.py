@@ -150,7 +150,8 @@ async def record_or_give_back(
     except Exception as failure:
         not_recorded = [failure] * len(batch)
     refused = [item for item, error in zip(batch, not_recorded, strict=True) if error is not None]
-    for outcome in await asyncio.gather(*map(give_back, refused), return_exceptions=True):
-        if isinstance(outcome, Exception):
-            log.warning("unrecorded item not given back yet", error=repr(outcome))
+    if refused:  # the usual batch records everything: no gather to set up
+        for outcome in await asyncio.gather(*map(give_back, refused), return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("unrecorded item not given back yet", error=repr(outcome))
     return list(not_recorded)

@@ -186,14 +186,13 @@ async def test_a_group_commit_records_claims_of_the_current_epoch_and_refuses_th
             merchant,
             tid,
         )
-        taken = unique("c")
-        await parts.coupon_ledger.record_claims(
-            [PendingClaim(merchant, CouponClaimed(taken, tid, "alice"), epoch)]
-        )
-        twice = unique("c")
 
         def pending(claim_id: str, template_id: str, owner: str, at: int) -> PendingClaim:
             return PendingClaim(merchant, CouponClaimed(claim_id, template_id, owner), at)
+
+        taken, twice = unique("c"), unique("c")
+        first = await parts.coupon_ledger.record_claims([pending(taken, tid, "alice", epoch)])
+        assert first == [None]
 
         results = await parts.coupon_ledger.record_claims(
             [
