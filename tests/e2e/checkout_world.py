@@ -172,6 +172,23 @@ class Buyer:
     async def post(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         return await self.shop.http.post(f"{ORDER}/v1/orders/{path}", json=body, headers=self.auth)
 
+    async def history(self, order_id: str) -> list[str]:
+        """The types of the order's events, oldest first."""
+        response = await self.shop.http.get(
+            f"{ORDER}/v1/orders/{order_id}/events", headers=self.auth
+        )
+        assert response.status_code == 200, response.text
+        return [str(e["type"]) for e in response.json()]
+
+    async def history_ends_with(self, order_id: str, *types: str) -> None:
+        """Wait until the order's last events are ``types``: a step that follows another
+        (a refund after its cancellation) is recorded by a later append."""
+
+        async def ended() -> bool:
+            return (await self.history(order_id))[-len(types) :] == list(types)
+
+        await eventually(ended, f"order {order_id} history to end with {types}")
+
     async def status_becomes(
         self, order_id: str, status: str, within_seconds: float = 20.0
     ) -> None:

@@ -145,13 +145,7 @@ async def test_a_payment_that_arrives_after_cancellation_is_refunded(
     assert cancelled.json()["status"] == "cancelled"
     assert (await http.post(payable["pay_url"], json={})).status_code == 200
 
-    async def refunded() -> bool:
-        history = (
-            await http.get(f"{ORDER}/v1/orders/{order['order_id']}/events", headers=buyer.auth)
-        ).json()
-        return any(e["type"] == "PaymentRefundedAutomatically" for e in history)
-
-    await eventually(refunded, "the late payment refunded")
+    await buyer.history_ends_with(order["order_id"], "PaymentRefundedAutomatically")
     assert (await buyer.get(order["order_id"]))["status"] == "cancelled"
 
 
@@ -332,10 +326,9 @@ async def test_a_failed_group_buy_cancels_its_members_orders_and_refunds_the_pai
     )
     await paying.status_becomes(paid["order_id"], "cancelled")
     await waiting.status_becomes(unpaid["order_id"], "cancelled")
-    history = (
-        await http.get(f"{ORDER}/v1/orders/{paid['order_id']}/events", headers=paying.auth)
-    ).json()
-    assert [e["type"] for e in history][-2:] == ["OrderCancelled", "PaymentRefundedAutomatically"]
+    await paying.history_ends_with(
+        paid["order_id"], "OrderCancelled", "PaymentRefundedAutomatically"
+    )
 
     async def both_units_back() -> bool:
         sale = await shop.sale()
@@ -357,7 +350,6 @@ async def test_a_payment_for_a_group_that_already_failed_is_cancelled_and_refund
     )
     await _publish_promotion_event(shop.merchant_id, rejected.group_id, rejected)
     await late.status_becomes(order["order_id"], "cancelled")
-    history = (
-        await http.get(f"{ORDER}/v1/orders/{order['order_id']}/events", headers=late.auth)
-    ).json()
-    assert [e["type"] for e in history][-2:] == ["OrderCancelled", "PaymentRefundedAutomatically"]
+    await late.history_ends_with(
+        order["order_id"], "OrderCancelled", "PaymentRefundedAutomatically"
+    )

@@ -405,6 +405,9 @@ class Orders:
     async def on_group_failed(self, merchant_id: str, order_id: str) -> str:
         """A group buy that did not fill: cancel the member's order, refund it if paid."""
         order = await self._store.load(merchant_id, order_id)
+        owed = order.payment_owed_back
+        if owed is not None:
+            return await self._refund_payment(order, owed.payment_id, owed.amount, "group failed")
         if not order.exists or order.status is OrderStatus.CANCELLED:
             return "skipped"
         if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):

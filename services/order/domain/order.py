@@ -326,6 +326,18 @@ class Order:
         return self.placed
 
     @property
+    def payment_owed_back(self) -> Payment | None:
+        """The payment a cancelled order took and has not yet given back.
+
+        Only a failed group cancels a paid order; the cancellation and the automatic refund
+        are two appends with the provider's refund between them, so a crash can leave the
+        first without the second. Whoever sees this order again finishes the refund."""
+        payment = self.payment
+        if self.status is not OrderStatus.CANCELLED or payment is None or not payment.paid:
+            return None
+        return None if payment.payment_id in self.automatic_refunds else payment
+
+    @property
     def hold_ids(self) -> tuple[str, ...]:
         return tuple(line.hold_id for line in self.details.lines)
 

@@ -30,7 +30,15 @@ from services.order.application.ports import (
     TimerChange,
 )
 from services.order.domain.checkout import IdempotencyKeyReusedError, PlaceOrder
-from services.order.domain.order import Channel, Order, OrderEvent, OrderStatus, Totals
+from services.order.domain.order import (
+    CancelReason,
+    Channel,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    PaymentStarted,
+    Totals,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -161,7 +169,20 @@ class NoPayments:
         return None
 
 
-def _world() -> tuple[Orders, Store, Keys, Prices, Holds]:
+@dataclass
+class Refunds(NoPayments):
+    """A provider that only gives money back, and remembers what it gave."""
+
+    given: list[tuple[str, str, int]] = field(default_factory=list)
+
+    async def refund(
+        self, payment_id: str, refund_id: str, amount_minor: int, reason: str
+    ) -> RefundReceipt:
+        self.given.append((payment_id, refund_id, amount_minor))
+        return RefundReceipt(refund_id, f"provider-{refund_id}", amount_minor, True)
+
+
+def _world(payments: NoPayments | None = None) -> tuple[Orders, Store, Keys, Prices, Holds]:
     store = Store()
     keys = Keys(store)
     prices, holds = Prices(), Holds()
@@ -171,7 +192,7 @@ def _world() -> tuple[Orders, Store, Keys, Prices, Holds]:
         keys,
         prices,
         holds,
-        NoPayments(),
+        payments or NoPayments(),
         OrderPolicy(),
         clock=lambda: NOW,
         new_id=lambda: next(ids),
@@ -240,3 +261,21 @@ async def test_the_same_key_with_another_body_is_refused() -> None:
     await orders.place(_command(("sku-a", 1)), "key-00000001")
     with pytest.raises(IdempotencyKeyReusedError):
         await orders.place(_command(("sku-a", 2)), "key-00000001")
+
+
+async def test_a_failed_group_seen_again_finishes_the_refund_a_crash_left_after_cancelling() -> (
+    None
+):
+    refunds = Refunds()
+    orders, store, _, _, _ = _world(refunds)
+    order = await orders.place(_command(), "key-00000001")
+    started = PaymentStarted(order.order_id, "pay-1", "sandbox", 100, "CNY", "https://pay")
+    order = await store.save(order, order.start_payment(started, NOW))
+    order = await store.save(order, order.record_payment("pay-1", "sandbox", "t1", 100, "CNY", NOW))
+    await store.save(order, order.cancel(CancelReason.GROUP_FAILED))
+
+    assert await orders.on_group_failed("m1", order.order_id) == "refunded"
+    assert refunds.given == [("pay-1", "pay-1r", 100)]
+    assert store.orders[order.order_id].payment_owed_back is None
+    assert await orders.on_group_failed("m1", order.order_id) == "skipped"
+    assert len(refunds.given) == 1

@@ -126,6 +126,22 @@ def test_a_paid_order_cannot_be_cancelled_by_the_buyer_but_can_by_a_failed_group
     assert events[0].was_paid  # type: ignore[union-attr]
 
 
+def test_a_paid_order_cancelled_by_a_failed_group_owes_its_payment_until_it_is_refunded() -> None:
+    paid = paid_order()
+    assert paid.payment_owed_back is None
+    cancelled = _apply(paid, paid.cancel(CancelReason.GROUP_FAILED))
+    owed = cancelled.payment_owed_back
+    assert owed is not None
+    assert (owed.payment_id, owed.amount) == ("p1", 1501)
+    refunded = _apply(cancelled, cancelled.refund_automatically("p1", 1501, "rf1", "group failed"))
+    assert refunded.payment_owed_back is None
+
+
+def test_an_unpaid_order_cancelled_owes_nothing() -> None:
+    order = placed_order()
+    assert _apply(order, order.cancel(CancelReason.GROUP_FAILED)).payment_owed_back is None
+
+
 @pytest.mark.parametrize(
     "step",
     [
