@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import uuid4
 
@@ -73,6 +73,17 @@ class Payable:
     currency: str
 
 
+@dataclass
+class _Progress:
+    """How far one checkout got, for what its failure or cancellation must undo."""
+
+    held: list[str] = field(default_factory=list)
+    """The holds inventory granted, in line order."""
+    saving: bool = False
+    """The order was handed to the store: from here a cancellation cannot tell whether it
+    will be recorded."""
+
+
 @dataclass(frozen=True)
 class OrderPolicy:
     payment_margin: timedelta = timedelta(seconds=30)
@@ -120,16 +131,25 @@ class Orders:
             )
         if not claim.mine:
             return await self._outcome_of(key, claim, command)
+        progress = _Progress()
         try:
-            return await self._checkout(command, claim.order_id, key)
+            return await self._checkout(command, claim.order_id, key, progress)
         except UnavailableError:
             await self._keys.forget(key)
             raise
         except KitError as error:
             await self._keys.fail(key, int(error.http_status), type(error).__name__, str(error))
             raise
-        except BaseException:
+        except Exception:
             await self._keys.forget(key)
+            raise
+        except BaseException:
+            # Cancelled (a shutdown) once the save was handed to the group commit: the order
+            # may still be recorded, with its key marked placed. Forgetting the key now could
+            # let a retry place a second order; the key's lease runs out instead, and a retry
+            # after that finds the order placed or takes the key over with this order id.
+            if not progress.saving:
+                await self._keys.forget(key)
             raise
 
     async def _outcome_of(self, key: IdempotencyKey, claim: Claim, command: PlaceOrder) -> Order:
@@ -151,7 +171,9 @@ class Orders:
             await asyncio.sleep(0.05)
             current = await self._keys.get(key)
 
-    async def _checkout(self, command: PlaceOrder, order_id: str, key: IdempotencyKey) -> Order:
+    async def _checkout(
+        self, command: PlaceOrder, order_id: str, key: IdempotencyKey, progress: _Progress
+    ) -> Order:
         now = self._clock()
         priced = await self._pricing.price_order(
             PriceOrderQuery(
@@ -166,7 +188,7 @@ class Orders:
                 lock_until=now + self._policy.coupon_lock,
             )
         )
-        held: list[str] = []
+        held = progress.held
         try:
             deadline = await self._hold_stock(command, order_id, priced, held)
             order = Order(command.merchant_id, order_id)
@@ -199,16 +221,21 @@ class Orders:
                 payment_deadline=deadline,
                 price_explanation=priced.explanation,
             )
+            progress.saving = True
             return await self._store.save(
                 order,
                 order.place(placed),
                 [TimerChange(PAYMENT_DEADLINE_TIMER, order_id, deadline)],
                 idempotency=key,
             )
-        except BaseException:
-            await self._compensate(
-                command.merchant_id, order_id, held, bool(priced.locked_coupon_ids)
-            )
+        except BaseException as error:
+            # A failed save recorded nothing, so it is undone; a cancelled one may still be
+            # recorded (the group commit is not the request's), so its holds and coupons stay
+            # until the order is paid, or expire by their own time-to-live if it never was.
+            if isinstance(error, Exception) or not progress.saving:
+                await self._compensate(
+                    command.merchant_id, order_id, held, bool(priced.locked_coupon_ids)
+                )
             raise
 
     async def _hold_stock(

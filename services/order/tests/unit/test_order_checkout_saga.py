@@ -3,6 +3,7 @@ when a later step fails, and what one idempotency key gives back."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,10 +68,16 @@ class Holds:
     sold_out: set[str] = field(default_factory=set)
     held: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    stuck: set[str] = field(default_factory=set)
+    """Sales whose reserve never answers (until the caller gives up)."""
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def reserve(
         self, merchant_id: str, sale_id: str, buyer_id: str, quantity: int, hold_id: str
     ) -> Reservation:
+        if sale_id in self.stuck:
+            self.waiting.set()
+            await asyncio.Event().wait()
         if sale_id in self.sold_out:
             return Reservation(False, None)
         self.held.append(hold_id)
@@ -182,8 +189,34 @@ class Refunds(NoPayments):
         return RefundReceipt(refund_id, f"provider-{refund_id}", amount_minor, True)
 
 
-def _world(payments: NoPayments | None = None) -> tuple[Orders, Store, Keys, Prices, Holds]:
-    store = Store()
+@dataclass
+class CommittedLater(Store):
+    """A store whose commit is not the caller's, like the group commit: once handed over,
+    the order is recorded when ``commit`` is set, even if the caller was cancelled."""
+
+    handed_over: asyncio.Event = field(default_factory=asyncio.Event)
+    commit: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def save(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent],
+        timers: Sequence[TimerChange] = (),
+        idempotency: IdempotencyKey | None = None,
+    ) -> Order:
+        async def recorded() -> Order:
+            await self.commit.wait()
+            return await Store.save(self, order, events, timers, idempotency)
+
+        flush = asyncio.create_task(recorded())
+        self.handed_over.set()
+        return await asyncio.shield(flush)
+
+
+def _world(
+    payments: NoPayments | None = None, store: Store | None = None
+) -> tuple[Orders, Store, Keys, Prices, Holds]:
+    store = store or Store()
     keys = Keys(store)
     prices, holds = Prices(), Holds()
     ids = iter(f"order{n}" for n in range(100))
@@ -279,3 +312,39 @@ async def test_a_failed_group_seen_again_finishes_the_refund_a_crash_left_after_
     assert store.orders[order.order_id].payment_owed_back is None
     assert await orders.on_group_failed("m1", order.order_id) == "skipped"
     assert len(refunds.given) == 1
+
+
+async def test_a_checkout_cancelled_while_its_order_is_recorded_keeps_its_holds_and_its_key() -> (
+    None
+):
+    store = CommittedLater()
+    orders, _, _, prices, holds = _world(store=store)
+    checkout = asyncio.create_task(orders.place(_command(), "key-00000001"))
+    await store.handed_over.wait()
+    checkout.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await checkout
+    store.commit.set()
+    await asyncio.sleep(0)
+
+    assert store.orders["order0"].status is OrderStatus.PENDING_PAYMENT
+    assert holds.released == []
+    assert prices.released == []
+    retried = await orders.place(_command(), "key-00000001")
+    assert retried.order_id == "order0"
+    assert holds.held == ["order0"]
+
+
+async def test_a_checkout_cancelled_before_its_order_is_saved_undoes_it_and_frees_the_key() -> None:
+    orders, store, keys, prices, holds = _world()
+    holds.stuck.add("sale-sku-b")
+    checkout = asyncio.create_task(orders.place(_command(("sku-a", 1), ("sku-b", 1)), "key-1"))
+    await holds.waiting.wait()
+    checkout.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await checkout
+
+    assert holds.released == ["order0"]
+    assert prices.released == ["order0"]
+    assert store.orders == {}
+    assert keys.claims == {}
