@@ -68,10 +68,7 @@ async def test_an_order_is_placed_paid_shipped_delivered_and_completed(
     completed = await buyer.post(f"{order['order_id']}/completion")
     assert completed.json()["status"] == "completed"
 
-    history = (
-        await http.get(f"{ORDER}/v1/orders/{order['order_id']}/events", headers=buyer.auth)
-    ).json()
-    assert [e["type"] for e in history] == [
+    assert await buyer.history(order["order_id"]) == [
         "OrderPlaced",
         "PaymentStarted",
         "OrderPaid",
@@ -123,10 +120,7 @@ async def test_a_webhook_delivered_three_times_and_out_of_order_pays_once(
     await buyer.pay(order["order_id"], duplicates=3, out_of_order=True)
     await buyer.status_becomes(order["order_id"], "paid")
     await asyncio.sleep(1.0)  # the copies and the stale notification arrive meanwhile
-    history = (
-        await http.get(f"{ORDER}/v1/orders/{order['order_id']}/events", headers=buyer.auth)
-    ).json()
-    types = [e["type"] for e in history]
+    types = await buyer.history(order["order_id"])
     assert types.count("OrderPaid") == 1
     assert "PaymentRefundedAutomatically" not in types
     assert (await buyer.get(order["order_id"]))["status"] == "paid"

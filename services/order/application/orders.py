@@ -83,6 +83,17 @@ class _Progress:
     """The order was handed to the store: from here a cancellation cannot tell whether it
     will be recorded."""
 
+    def must_undo(self, error: BaseException) -> bool:
+        """Whether ``error`` ends the checkout with nothing recorded, so what it took (holds,
+        coupons, the key) must be given back: any failure, and a cancellation (a shutdown)
+        before the save was handed over. A cancellation after that may still be recorded,
+        since the group commit is not the request's: releasing the holds would leave a placed
+        order without stock, and forgetting the key would let a retry place a second order.
+        The holds and coupons then expire by their own time-to-live if it never was, and the
+        key's lease runs out, after which a retry finds the order placed or takes the key
+        over with this order id."""
+        return isinstance(error, Exception) or not self.saving
+
 
 @dataclass(frozen=True)
 class OrderPolicy:
@@ -140,15 +151,8 @@ class Orders:
         except KitError as error:
             await self._keys.fail(key, int(error.http_status), type(error).__name__, str(error))
             raise
-        except Exception:
-            await self._keys.forget(key)
-            raise
-        except BaseException:
-            # Cancelled (a shutdown) once the save was handed to the group commit: the order
-            # may still be recorded, with its key marked placed. Forgetting the key now could
-            # let a retry place a second order; the key's lease runs out instead, and a retry
-            # after that finds the order placed or takes the key over with this order id.
-            if not progress.saving:
+        except BaseException as error:
+            if progress.must_undo(error):
                 await self._keys.forget(key)
             raise
 
@@ -229,10 +233,7 @@ class Orders:
                 idempotency=key,
             )
         except BaseException as error:
-            # A failed save recorded nothing, so it is undone; a cancelled one may still be
-            # recorded (the group commit is not the request's), so its holds and coupons stay
-            # until the order is paid, or expire by their own time-to-live if it never was.
-            if isinstance(error, Exception) or not progress.saving:
+            if progress.must_undo(error):
                 await self._compensate(
                     command.merchant_id, order_id, held, bool(priced.locked_coupon_ids)
                 )
