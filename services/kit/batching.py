@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from services.kit import metrics
+from services.kit.errors import OutcomeUnknownError
 from services.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -142,11 +143,16 @@ async def record_or_give_back(
     that could not be recorded, here, in the batch's flush, before its requests hear the
     error. Not in the requests: a request can be cancelled (its deadline passed, its caller
     left) while its item is recorded all the same, and a give-back then would free what the
-    store holds (an oversell). A give-back that fails is logged and left to the service's
-    sweeper."""
+    store holds (an oversell). Nothing is given back when ``record`` cannot tell whether the
+    batch was recorded (:class:`OutcomeUnknownError`), for the same reason. What is not
+    given back here (that, and a give-back that fails, which is logged) is left to the
+    service's sweeper, which gives back only what the store does not hold."""
     not_recorded: Sequence[BaseException | None]
     try:
         not_recorded = await record(batch)
+    except OutcomeUnknownError as unknown:
+        log.warning("batch may be recorded; left to the sweeper", items=len(batch))
+        return [unknown] * len(batch)
     except Exception as failure:
         not_recorded = [failure] * len(batch)
     refused = [item for item, error in zip(batch, not_recorded, strict=True) if error is not None]

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from services.kit.errors import UnavailableError
+from services.kit.errors import OutcomeUnknownError, UnavailableError
 from services.kit.logging import get_logger
 from services.kit.settings import ServiceSettings
 
@@ -47,6 +47,27 @@ async def execute_rows(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]
         await conn.executemany(sql, rows)
 
 
+WRITE_OUTCOME_UNKNOWN = "the database went away while this was being saved; retry to find out"
+
+
+@asynccontextmanager
+async def committing(conn: Connection) -> AsyncIterator[Connection]:
+    """``conn.transaction()``, except that a database outage during COMMIT itself is raised as
+    :class:`OutcomeUnknownError`: the server may have committed before the connection was
+    lost, so, unlike an outage before COMMIT, it does not mean "nothing was written". The
+    writer finds out with :meth:`PostgresEventStore.settle
+    <services.kit.eventstore.PostgresEventStore.settle>`."""
+    body_ran = False
+    try:
+        async with conn.transaction():
+            yield conn
+            body_ran = True
+    except DATABASE_OUTAGES as error:
+        if body_ran:
+            raise OutcomeUnknownError(WRITE_OUTCOME_UNKNOWN) from error
+        raise
+
+
 class KeptConnection:
     """One pool connection kept by a writer that runs one transaction at a time (a group
     commit behind a single-flight micro-batcher): no pool acquire and no reset round trip
@@ -65,8 +86,8 @@ class KeptConnection:
         try:
             yield self._kept
         except BaseException:
-            if self._kept.is_closed():
-                await self._pool.release(self._kept)
+            if _lost(self._kept):
+                await self._pool.release(self._kept)  # a no-op for one the pool took back
                 self._kept = None
             raise
 
@@ -75,6 +96,15 @@ class KeptConnection:
         if self._kept is not None:
             await self._pool.release(self._kept)
             self._kept = None
+
+
+def _lost(conn: PoolConnectionProxy) -> bool:
+    """Whether the connection is closed; a pool takes a connection that closed back by
+    itself, after which the proxy refuses even this question."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
 
 
 def database_outage(error: BaseException) -> UnavailableError | None:

@@ -88,3 +88,10 @@ class UnavailableError(KitError):
     http_status = HTTPStatus.SERVICE_UNAVAILABLE
     grpc_code = "UNAVAILABLE"
     title = "Service unavailable"
+
+
+class OutcomeUnknownError(UnavailableError):
+    """The database went away while a write was committing (the connection lost after
+    COMMIT was sent), and it could not be found out whether the write was recorded. Nothing
+    the write stood for may be undone on the guess that it was not: a retry with the same
+    ids finds out, and the services' sweepers settle what was never recorded."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -33,11 +34,19 @@ from tenacity import (
 from livecommerce.kit.v1.envelope_pb2 import Envelope
 from services.kit import metrics
 from services.kit.context import MessageContext, current_context
-from services.kit.db import Connection
-from services.kit.errors import ConcurrencyError
+from services.kit.db import DATABASE_OUTAGES, DATABASE_UNAVAILABLE, Connection, committing
+from services.kit.errors import ConcurrencyError, OutcomeUnknownError, UnavailableError
 from services.kit.ids import new_id
+from services.kit.logging import get_logger
 
 T = TypeVar("T")
+
+
+log = get_logger(__name__)
+
+SETTLE_LOCK_TIMEOUT = "5s"
+"""How long finding out whether a write was recorded waits for an append in flight."""
+_CANNOT_TELL: tuple[type[Exception], ...] = (*DATABASE_OUTAGES, asyncpg.LockNotAvailableError)
 
 
 def utcnow() -> datetime:
@@ -343,6 +352,57 @@ class PostgresEventStore:
     async def last_position(self) -> int:
         value: int = await self._pool.fetchval("SELECT last FROM event_position")
         return value
+
+    async def settled_transaction(
+        self,
+        connection: AbstractAsyncContextManager[Connection],
+        statements: Callable[[Connection], Awaitable[list[StoredEvent]]],
+    ) -> list[StoredEvent]:
+        """Run ``statements`` (which append through this store and return what they
+        appended) in one transaction on the connection ``connection`` lends; its events. A
+        COMMIT that loses the database is settled (:meth:`settle`): the events when the
+        transaction was recorded after all, else UnavailableError or OutcomeUnknownError."""
+        stored: list[StoredEvent] = []
+        try:
+            async with connection as conn, committing(conn):
+                stored = await statements(conn)
+        except OutcomeUnknownError as unknown:
+            return await self.settle(unknown, [event.event_id for event in stored])
+        return stored
+
+    async def recorded(self, event_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The events among ``event_ids`` that are stored, in position order, read once no
+        append is in flight: every append holds the position row's lock until its
+        transaction ends, so waiting for that lock (at most ``SETTLE_LOCK_TIMEOUT``) waits
+        out an append whose COMMIT the server is still working on."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{SETTLE_LOCK_TIMEOUT}'")
+            await conn.execute("SELECT last FROM event_position FOR SHARE")
+            rows = await conn.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[])"  # noqa: S608
+                " ORDER BY position",
+                list(event_ids),
+            )
+        return [stored_event_from_row(r) for r in rows]
+
+    async def settle(
+        self, unknown: OutcomeUnknownError, event_ids: Sequence[UUID]
+    ) -> list[StoredEvent]:
+        """After a write that appended ``event_ids`` failed with ``unknown``: its stored
+        events when it was recorded after all (the writer goes on as if COMMIT had answered);
+        :class:`UnavailableError` when it was not (nothing was written: what it stood for can
+        be undone); ``unknown`` again when the database cannot tell either."""
+        if not event_ids:  # the write appended nothing: there is nothing it could have done
+            raise UnavailableError(DATABASE_UNAVAILABLE) from unknown
+        try:
+            found = await self.recorded(event_ids)
+        except _CANNOT_TELL as error:
+            log.warning("outcome of a write still unknown", error=repr(error))
+            raise unknown from error
+        if not found:
+            raise UnavailableError(DATABASE_UNAVAILABLE) from unknown
+        log.info("write found recorded after its commit failed", events=len(found))
+        return found
 
 
 class InMemoryEventStore:

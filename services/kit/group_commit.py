@@ -6,7 +6,9 @@ cuts the batches; each batch is one transaction that appends every item's events
 ``write`` for the items' own rows (read models, claims) in the same transaction. If the
 batch fails on one item (a stream that moved on, a duplicate row), the items are retried one
 transaction each, so only the item at fault fails. A database outage fails the whole batch
-with UnavailableError: nothing was written.
+with UnavailableError: nothing was written. An outage during COMMIT itself is settled by
+asking the event store whether the batch was recorded: if it was, the batch succeeds; if
+that cannot be found out, every item fails with OutcomeUnknownError.
 
 Each item's events carry the message context of the request that submitted it, not that of
 the request that happened to start the batch.
@@ -23,7 +25,8 @@ import asyncpg
 from services.kit.batching import MicroBatcher
 from services.kit.context import current_context
 from services.kit.db import Connection, database_outage
-from services.kit.eventstore import EventStore, StoredEvent, StreamAppend
+from services.kit.errors import UnavailableError
+from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend
 
 T = TypeVar("T")
 
@@ -34,7 +37,7 @@ class GroupCommit(Generic[T]):
     def __init__(
         self,
         pool: asyncpg.Pool,
-        store: EventStore,
+        store: PostgresEventStore,
         *,
         append_of: Callable[[T], StreamAppend],
         write: Write[T] | None = None,
@@ -64,6 +67,8 @@ class GroupCommit(Generic[T]):
     ) -> Sequence[list[StoredEvent] | BaseException]:
         try:
             stored = await self._transaction(batch)
+        except UnavailableError:  # not recorded, or not known to be: not item by item
+            raise
         except Exception as error:
             if (outage := database_outage(error)) is not None:
                 raise outage from error
@@ -80,12 +85,14 @@ class GroupCommit(Generic[T]):
     async def _alone(self, entry: tuple[T, StreamAppend]) -> list[StoredEvent] | BaseException:
         try:
             return await self._transaction([entry])
+        except UnavailableError as error:
+            return error
         except Exception as error:
             outage = database_outage(error)
             return outage if outage is not None else error
 
     async def _transaction(self, batch: Sequence[tuple[T, StreamAppend]]) -> list[StoredEvent]:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async def statements(conn: Connection) -> list[StoredEvent]:
             # The rows first, the append last: appending takes the event store's position
             # lock, which every writer of the database waits for until this commits.
             if self._write is not None:
@@ -93,3 +100,5 @@ class GroupCommit(Generic[T]):
             return await self._store.append(
                 [append for _, append in batch], conn=conn, savepoint=False
             )
+
+        return await self._store.settled_transaction(self._pool.acquire(), statements)

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -124,3 +125,102 @@ async def database(stack: StackEndpoints) -> AsyncIterator[TestDatabase]:
         yield db
     finally:
         await drop()
+
+
+_COMMIT_MESSAGE = b"Q\x00\x00\x00\x0cCOMMIT;\x00"
+"""The simple-query message asyncpg sends to commit a transaction."""
+
+
+class CommitCutter:
+    """A TCP proxy in front of Postgres that cuts a connection at the next COMMIT it carries:
+    before passing it on (the server rolls the transaction back) or once the server has
+    answered it (it committed; the client never hears). Optionally the database then stays
+    unreachable through the proxy until :meth:`come_back`. For tests of writes whose COMMIT
+    loses the database, a real network fault against the real server."""
+
+    def __init__(self, dsn: str) -> None:
+        self._target = urlsplit(dsn)
+        self._server: asyncio.Server | None = None
+        self._armed: tuple[bool, bool] | None = None
+        self._down = False
+        self._links: set[asyncio.StreamWriter] = set()
+        self.cuts = 0
+
+    async def __aenter__(self) -> CommitCutter:
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self._abort_all()
+        await self._server.wait_closed()
+
+    @property
+    def dsn(self) -> str:
+        """The target's DSN with the proxy's address in place of the server's."""
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        user = f"{self._target.username}@" if self._target.username else ""
+        return urlunsplit(self._target._replace(netloc=f"{user}127.0.0.1:{port}"))
+
+    def cut_next_commit(self, *, applied: bool, then_down: bool = False) -> None:
+        """Cut the connection that sends the next COMMIT: after the server applied it
+        (``applied``) or before it got it; with ``then_down``, every connection too."""
+        self._armed = (applied, then_down)
+
+    def come_back(self) -> None:
+        self._down = False
+
+    def _abort_all(self) -> None:
+        for writer in list(self._links):
+            writer.transport.abort()
+        self._links.clear()
+
+    def _cut(self, then_down: bool, *writers: asyncio.StreamWriter) -> None:
+        self.cuts += 1
+        for writer in writers:
+            writer.transport.abort()
+        if then_down:
+            self._down = True
+            self._abort_all()
+
+    async def _link(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self._down:
+            client_w.transport.abort()
+            return
+        host, port = self._target.hostname or "127.0.0.1", self._target.port or 5432
+        server_r, server_w = await asyncio.open_connection(host, port)
+        self._links.update((client_w, server_w))
+        cut_on_answer: list[bool] = []
+
+        async def upstream() -> None:
+            while data := await client_r.read(65536):
+                if self._armed is not None and _COMMIT_MESSAGE in data:
+                    applied, then_down = self._armed
+                    self._armed = None
+                    if not applied:
+                        self._cut(then_down, client_w, server_w)
+                        return
+                    cut_on_answer.append(then_down)
+                server_w.write(data)
+                await server_w.drain()
+
+        async def downstream() -> None:
+            while data := await server_r.read(65536):
+                if cut_on_answer:  # the server answered the COMMIT: it is applied
+                    self._cut(cut_on_answer[0], client_w, server_w)
+                    return
+                client_w.write(data)
+                await client_w.drain()
+
+        pumps = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            for writer in (client_w, server_w):
+                self._links.discard(writer)
+                writer.transport.abort()

@@ -39,7 +39,7 @@ from services.inventory.domain.stock import (
 )
 from services.kit.context import MessageContext
 from services.kit.db import Connection, KeptConnection
-from services.kit.eventstore import EventStore, StreamAppend
+from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend
 from services.kit.timers import schedule_timer
 
 SALE_END_TIMER = "inventory-sale-end"
@@ -114,7 +114,7 @@ def _append(
 
 
 class SaleLedger:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore) -> None:
         self._pool = pool
         self.store = store
         self.skus = EventSourcedStockRepository(store)
@@ -204,100 +204,112 @@ class SaleLedger:
         """Group commit: many holds, one transaction of few round trips. Per hold: None
         when durable, or the reason it was refused (stale epoch, hold id taken, no sale)."""
         results: list[BaseException | None] = [None] * len(pending)
-        async with self._committer.use() as conn, conn.transaction():
-            keys = sorted({(p.merchant_id, p.event.sale_id) for p in pending})
-            rows = await conn.fetch(
-                f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
-                " WHERE (merchant_id, sale_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-                " ORDER BY merchant_id, sale_id FOR UPDATE",
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-            )
-            sales = {(r["merchant_id"], r["sale_id"]): (_sale_of(r), _counters_of(r)) for r in rows}
-            candidates: list[tuple[int, PendingHold]] = []
-            seen: set[tuple[str, str]] = set()
-            for index, item in enumerate(pending):
-                key = (item.merchant_id, item.event.sale_id)
-                hold_key = (item.merchant_id, item.event.hold_id)
-                if key not in sales:
-                    results[index] = SaleNotFoundError(f"sale {item.event.sale_id} not found")
-                elif sales[key][1].epoch != item.event.epoch:
-                    results[index] = StaleEpochError("the sale's stock was rebuilt; retry")
-                elif hold_key in seen:
-                    results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
-                else:
-                    candidates.append((index, item))
-                    seen.add(hold_key)
-            if not candidates:
-                return results
-            # Inserting the rows is also the check that each hold id is new.
-            inserted = {
-                (r["merchant_id"], r["hold_id"])
-                for r in await conn.fetch(
-                    "INSERT INTO flash_holds (merchant_id, hold_id, sale_id, user_id, quantity,"
-                    " state, expires_at, bucket, home_bucket, epoch)"
-                    " SELECT m, h, s, u, q, 'held', x, b, hb, e FROM unnest($1::text[],"
-                    " $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[],"
-                    " $7::int[], $8::int[], $9::bigint[]) AS t(m, h, s, u, q, x, b, hb, e)"
-                    " ON CONFLICT (merchant_id, hold_id) DO NOTHING RETURNING merchant_id, hold_id",
-                    [p.merchant_id for _, p in candidates],
-                    [p.event.hold_id for _, p in candidates],
-                    [p.event.sale_id for _, p in candidates],
-                    [p.event.user_id for _, p in candidates],
-                    [p.event.quantity for _, p in candidates],
-                    [p.event.expires_at for _, p in candidates],
-                    [p.event.bucket for _, p in candidates],
-                    [p.event.home_bucket for _, p in candidates],
-                    [p.event.epoch for _, p in candidates],
-                )
-            }
-            accepted: list[PendingHold] = []
-            for index, item in candidates:
-                if (item.merchant_id, item.event.hold_id) in inserted:
-                    accepted.append(item)
-                else:
-                    results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
-            if not accepted:
-                return results
-            appends = [
-                _append(
-                    Hold.stream_id(p.merchant_id, p.event.hold_id),
-                    codec.AGGREGATE_HOLD,
-                    p.merchant_id,
-                    0,
-                    [p.event],
-                    context=p.context,
-                )
-                for p in accepted
-            ]
-            held: dict[tuple[str, str], int] = {}
-            for item in accepted:
-                key = (item.merchant_id, item.event.sale_id)
-                held[key] = held.get(key, 0) + item.event.quantity
-            updates = []
-            for key, quantity in held.items():
-                sale, counters = sales[key]
-                after = replace(counters, held=counters.held + quantity)
-                if counters.available > 0 and after.available == 0:
-                    after = replace(
-                        after,
-                        soldout_seq=after.soldout_seq + 1,
-                        sale_version=after.sale_version + 1,
-                    )
-                    appends.append(
-                        _append(
-                            FlashSale.stream_id(*key),
-                            codec.AGGREGATE_SALE,
-                            key[0],
-                            counters.sale_version,
-                            [SaleSoldOut(sale.sale_id, sale.sku_id, after.soldout_seq)],
-                        )
-                    )
-                updates.append((key, after))
-            await self.store.append(appends, conn=conn, savepoint=False)
-            for (merchant, sale_id), after in updates:
-                await _save_counters(conn, merchant, sale_id, after)
+
+        async def statements(conn: Connection) -> list[StoredEvent]:
+            return await self._record_reservations(conn, pending, results)
+
+        # A COMMIT that lost the database raises unless the batch was recorded after all.
+        await self.store.settled_transaction(self._committer.use(), statements)
         return results
+
+    async def _record_reservations(
+        self, conn: Connection, pending: Sequence[PendingHold], results: list[BaseException | None]
+    ) -> list[StoredEvent]:
+        """The batch's statements in the caller's transaction: ``results`` gets each refusal;
+        returns the events appended."""
+        keys = sorted({(p.merchant_id, p.event.sale_id) for p in pending})
+        rows = await conn.fetch(
+            f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
+            " WHERE (merchant_id, sale_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+            " ORDER BY merchant_id, sale_id FOR UPDATE",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        sales = {(r["merchant_id"], r["sale_id"]): (_sale_of(r), _counters_of(r)) for r in rows}
+        candidates: list[tuple[int, PendingHold]] = []
+        seen: set[tuple[str, str]] = set()
+        for index, item in enumerate(pending):
+            key = (item.merchant_id, item.event.sale_id)
+            hold_key = (item.merchant_id, item.event.hold_id)
+            if key not in sales:
+                results[index] = SaleNotFoundError(f"sale {item.event.sale_id} not found")
+            elif sales[key][1].epoch != item.event.epoch:
+                results[index] = StaleEpochError("the sale's stock was rebuilt; retry")
+            elif hold_key in seen:
+                results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
+            else:
+                candidates.append((index, item))
+                seen.add(hold_key)
+        if not candidates:
+            return []
+        # Inserting the rows is also the check that each hold id is new.
+        inserted = {
+            (r["merchant_id"], r["hold_id"])
+            for r in await conn.fetch(
+                "INSERT INTO flash_holds (merchant_id, hold_id, sale_id, user_id, quantity,"
+                " state, expires_at, bucket, home_bucket, epoch)"
+                " SELECT m, h, s, u, q, 'held', x, b, hb, e FROM unnest($1::text[],"
+                " $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[],"
+                " $7::int[], $8::int[], $9::bigint[]) AS t(m, h, s, u, q, x, b, hb, e)"
+                " ON CONFLICT (merchant_id, hold_id) DO NOTHING RETURNING merchant_id, hold_id",
+                [p.merchant_id for _, p in candidates],
+                [p.event.hold_id for _, p in candidates],
+                [p.event.sale_id for _, p in candidates],
+                [p.event.user_id for _, p in candidates],
+                [p.event.quantity for _, p in candidates],
+                [p.event.expires_at for _, p in candidates],
+                [p.event.bucket for _, p in candidates],
+                [p.event.home_bucket for _, p in candidates],
+                [p.event.epoch for _, p in candidates],
+            )
+        }
+        accepted: list[PendingHold] = []
+        for index, item in candidates:
+            if (item.merchant_id, item.event.hold_id) in inserted:
+                accepted.append(item)
+            else:
+                results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
+        if not accepted:
+            return []
+        appends = [
+            _append(
+                Hold.stream_id(p.merchant_id, p.event.hold_id),
+                codec.AGGREGATE_HOLD,
+                p.merchant_id,
+                0,
+                [p.event],
+                context=p.context,
+            )
+            for p in accepted
+        ]
+        held: dict[tuple[str, str], int] = {}
+        for item in accepted:
+            key = (item.merchant_id, item.event.sale_id)
+            held[key] = held.get(key, 0) + item.event.quantity
+        updates = []
+        for key, quantity in held.items():
+            sale, counters = sales[key]
+            after = replace(counters, held=counters.held + quantity)
+            if counters.available > 0 and after.available == 0:
+                after = replace(
+                    after,
+                    soldout_seq=after.soldout_seq + 1,
+                    sale_version=after.sale_version + 1,
+                )
+                appends.append(
+                    _append(
+                        FlashSale.stream_id(*key),
+                        codec.AGGREGATE_SALE,
+                        key[0],
+                        counters.sale_version,
+                        [SaleSoldOut(sale.sale_id, sale.sku_id, after.soldout_seq)],
+                    )
+                )
+            updates.append((key, after))
+        stored = await self.store.append(appends, conn=conn, savepoint=False)
+        for (merchant, sale_id), after in updates:
+            await _save_counters(conn, merchant, sale_id, after)
+        return stored
 
     @asynccontextmanager
     async def locked_sale(self, merchant_id: str, sale_id: str) -> AsyncIterator[SaleTransaction]:

@@ -20,6 +20,7 @@ from services.kit.errors import (
     ConcurrencyError,
     KitError,
     NotFoundError,
+    OutcomeUnknownError,
     UnavailableError,
 )
 from services.kit.eventstore import utcnow
@@ -85,13 +86,16 @@ class _Progress:
 
     def must_undo(self, error: BaseException) -> bool:
         """Whether ``error`` ends the checkout with nothing recorded, so what it took (holds,
-        coupons, the key) must be given back: any failure, and a cancellation (a shutdown)
-        before the save was handed over. A cancellation after that may still be recorded,
-        since the group commit is not the request's: releasing the holds would leave a placed
-        order without stock, and forgetting the key would let a retry place a second order.
-        The holds and coupons then expire by their own time-to-live if it never was, and the
-        key's lease runs out, after which a retry finds the order placed or takes the key
-        over with this order id."""
+        coupons, the key) must be given back: any failure but one whose outcome is unknown,
+        and a cancellation (a shutdown) before the save was handed over. A cancellation
+        after that may still be recorded, since the group commit is not the request's, and
+        so may a save whose COMMIT lost the database (:class:`OutcomeUnknownError`):
+        releasing the holds would leave a placed order without stock, and forgetting the key
+        would let a retry place a second order. The holds and coupons then expire by their
+        own time-to-live if it never was, and the key's lease runs out, after which a retry
+        finds the order placed or takes the key over with this order id."""
+        if isinstance(error, OutcomeUnknownError):
+            return False
         return isinstance(error, Exception) or not self.saving
 
 
@@ -145,8 +149,9 @@ class Orders:
         progress = _Progress()
         try:
             return await self._checkout(command, claim.order_id, key, progress)
-        except UnavailableError:
-            await self._keys.forget(key)
+        except UnavailableError as error:
+            if progress.must_undo(error):
+                await self._keys.forget(key)
             raise
         except KitError as error:
             await self._keys.fail(key, int(error.http_status), type(error).__name__, str(error))

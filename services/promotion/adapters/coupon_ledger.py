@@ -15,7 +15,7 @@ import asyncpg
 
 from livecommerce.promotion.v1 import events_pb2 as pb
 from services.kit.db import Connection, KeptConnection
-from services.kit.eventstore import EventStore
+from services.kit.eventstore import PostgresEventStore, StoredEvent
 from services.promotion.adapters import codec, streams
 from services.promotion.application.ports import DurableClaim, PendingClaim, StaleEpochError
 from services.promotion.domain.coupons import (
@@ -110,7 +110,7 @@ class _LockedTemplate:
 
 
 class CouponLedger:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore) -> None:
         self._pool = pool
         self._store = store
         self._committer = KeptConnection(pool)  # claims are group-committed one at a time
@@ -239,54 +239,65 @@ class CouponLedger:
 
     async def record_claims(self, pending: Sequence[PendingClaim]) -> list[BaseException | None]:
         results: list[BaseException | None] = [None] * len(pending)
-        keys = sorted({(p.merchant_id, p.event.template_id) for p in pending})
-        async with self._committer.use() as conn, conn.transaction():
-            rows = await conn.fetch(
-                _RECORD_CLAIMS,
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [p.merchant_id for p in pending],
-                [p.event.coupon_id for p in pending],
-                [p.event.template_id for p in pending],
-                [p.event.owner_id for p in pending],
-                [p.epoch for p in pending],
-            )
-            epochs = {(r["merchant_id"], r["id"]): r["epoch"] for r in rows if r["template"]}
-            inserted = {(r["merchant_id"], r["id"]) for r in rows if not r["template"]}
-            accepted: list[PendingClaim] = []
-            seen: set[tuple[str, str]] = set()
-            for index, item in enumerate(pending):
-                key = (item.merchant_id, item.event.template_id)
-                claim_key = (item.merchant_id, item.event.coupon_id)
-                if key not in epochs:
-                    results[index] = TemplateNotFoundError(
-                        f"coupon template {item.event.template_id} not found"
-                    )
-                elif epochs[key] != item.epoch:
-                    results[index] = StaleEpochError("the drop was rebuilt; retry")
-                elif claim_key in seen or claim_key not in inserted:
-                    results[index] = ClaimConflictError(f"claim {item.event.coupon_id} is taken")
-                else:
-                    accepted.append(item)
-                    seen.add(claim_key)
-            if not accepted:
-                return results
-            await self._store.append(
-                [
-                    streams.append(
-                        streams.COUPON,
-                        p.merchant_id,
-                        p.event.coupon_id,
-                        0,
-                        [p.event],
-                        context=p.context,
-                    )
-                    for p in accepted
-                ],
-                conn=conn,
-                savepoint=False,
-            )
+
+        async def statements(conn: Connection) -> list[StoredEvent]:
+            return await self._record_claims(conn, pending, results)
+
+        # A COMMIT that lost the database raises unless the batch was recorded after all.
+        await self._store.settled_transaction(self._committer.use(), statements)
         return results
+
+    async def _record_claims(
+        self, conn: Connection, pending: Sequence[PendingClaim], results: list[BaseException | None]
+    ) -> list[StoredEvent]:
+        """The batch's statements in the caller's transaction: ``results`` gets each refusal;
+        returns the events appended."""
+        keys = sorted({(p.merchant_id, p.event.template_id) for p in pending})
+        rows = await conn.fetch(
+            _RECORD_CLAIMS,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [p.merchant_id for p in pending],
+            [p.event.coupon_id for p in pending],
+            [p.event.template_id for p in pending],
+            [p.event.owner_id for p in pending],
+            [p.epoch for p in pending],
+        )
+        epochs = {(r["merchant_id"], r["id"]): r["epoch"] for r in rows if r["template"]}
+        inserted = {(r["merchant_id"], r["id"]) for r in rows if not r["template"]}
+        accepted: list[PendingClaim] = []
+        seen: set[tuple[str, str]] = set()
+        for index, item in enumerate(pending):
+            key = (item.merchant_id, item.event.template_id)
+            claim_key = (item.merchant_id, item.event.coupon_id)
+            if key not in epochs:
+                results[index] = TemplateNotFoundError(
+                    f"coupon template {item.event.template_id} not found"
+                )
+            elif epochs[key] != item.epoch:
+                results[index] = StaleEpochError("the drop was rebuilt; retry")
+            elif claim_key in seen or claim_key not in inserted:
+                results[index] = ClaimConflictError(f"claim {item.event.coupon_id} is taken")
+            else:
+                accepted.append(item)
+                seen.add(claim_key)
+        if not accepted:
+            return []
+        return await self._store.append(
+            [
+                streams.append(
+                    streams.COUPON,
+                    p.merchant_id,
+                    p.event.coupon_id,
+                    0,
+                    [p.event],
+                    context=p.context,
+                )
+                for p in accepted
+            ],
+            conn=conn,
+            savepoint=False,
+        )
 
     # -- coupons ---------------------------------------------------------------------------
 

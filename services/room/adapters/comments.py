@@ -12,7 +12,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from services.kit.db import Connection
-from services.kit.eventstore import EventStore, StreamAppend
+from services.kit.eventstore import PostgresEventStore, StreamAppend
 from services.kit.group_commit import GroupCommit
 from services.kit.lua import unavailable_on_redis_errors
 from services.room.adapters import codec
@@ -73,7 +73,7 @@ def _like_pattern(keyword: str) -> str:
 
 
 class PostgresComments:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore, *, max_batch: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore, *, max_batch: int) -> None:
         self._pool = pool
         self._store = store
         self._commit: GroupCommit[_Posted] = GroupCommit(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.kit.eventstore import EventStore, StreamAppend
+from services.kit.eventstore import PostgresEventStore, StreamAppend
 from services.kit.group_commit import GroupCommit
 from services.room.adapters import codec
 from services.room.domain.viewers import ViewerJoined, ViewerLeft, visit_stream_id
@@ -35,7 +35,7 @@ def _append(item: _VisitEvent) -> StreamAppend:
 
 
 class GroupCommittedVisits:
-    def __init__(self, pool: asyncpg.Pool, store: EventStore, *, max_batch: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore, *, max_batch: int) -> None:
         self._commit: GroupCommit[_VisitEvent] = GroupCommit(
             pool, store, append_of=_append, max_batch=max_batch, name="room.visits"
         )

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from redis.asyncio.client import Pipeline
 
 from services.inventory.adapters.redis_stock import RedisFlashStock, home_bucket, keys_of
 from services.inventory.application.flash_sales import FlashSales, Reservation
+from services.inventory.bootstrap import Inventory, inventory
 from services.inventory.domain.sale import HoldState, ReleaseReason
+from services.inventory.settings import InventorySettings
 from services.inventory.tests.conftest import Clock, InventoryFactory
 from services.inventory.tests.flash_helpers import (
     DEADLINE_SECONDS,
@@ -30,7 +33,8 @@ from services.inventory.tests.flash_helpers import (
     tripped_no_oversell,
     unexpected,
 )
-from services.kit.testing import eventually
+from services.kit.errors import OutcomeUnknownError
+from services.kit.testing import CommitCutter, eventually
 
 STOCK = 200
 LIMIT = 2
@@ -450,3 +454,47 @@ async def test_a_reservation_cancelled_while_its_hold_is_recorded_keeps_the_unit
         assert not latecomer.reserved
         status = await audit(stage)
         assert (status.held, status.available) == (2, 0)
+
+
+@asynccontextmanager
+async def sale_behind_a_cutter(
+    settings: InventorySettings,
+) -> AsyncIterator[tuple[CommitCutter, Inventory, Stage]]:
+    """A sale of 10 units served by an inventory whose database connections go through a
+    :class:`CommitCutter`."""
+    clock = Clock()
+    async with CommitCutter(settings.postgres_dsn) as cutter:
+        proxied = settings.model_copy(update={"postgres_dsn": cutter.dsn})
+        async with inventory(proxied, clock=clock) as parts:
+            yield cutter, parts, await stage_sale(parts, clock, allocated=10)
+
+
+async def test_holds_whose_commit_the_database_applied_but_never_answered_stay_held(
+    inventory_settings: InventorySettings,
+) -> None:
+    async with sale_behind_a_cutter(inventory_settings) as (cutter, parts, stage):
+        cutter.cut_next_commit(applied=True)
+        taps = [stage.reserve(f"buyer-{n}", 1, f"order-{n}") for n in range(4)]
+        reservations = await asyncio.gather(*taps)
+
+        assert cutter.cuts == 1
+        assert [r.reserved for r in reservations] == [True] * 4
+        status = await audit(stage)
+        assert (status.held, status.available) == (4, 6)
+        assert await parts.flash_sales.reconcile([stage.sale]) == []
+
+
+async def test_holds_whose_commit_cannot_be_found_out_are_not_given_back_on_a_guess(
+    inventory_settings: InventorySettings,
+) -> None:
+    async with sale_behind_a_cutter(inventory_settings) as (cutter, parts, stage):
+        cutter.cut_next_commit(applied=True, then_down=True)
+        with pytest.raises(OutcomeUnknownError):
+            await stage.reserve("buyer-0", 1, "order-0")
+        cutter.come_back()
+
+        status = await audit(stage)  # the hold was recorded after all
+        assert (status.held, status.available) == (1, 9)
+        assert await parts.flash_sales.reconcile([stage.sale]) == []
+        repeated = await stage.reserve("buyer-0", 1, "order-0")
+        assert repeated.reserved

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 from services.kit.batching import MicroBatcher, record_or_give_back, until_recorded
+from services.kit.errors import OutcomeUnknownError
 
 
 class Recorder:
@@ -109,3 +110,18 @@ async def test_a_group_commit_that_fails_as_a_whole_gives_back_every_item() -> N
 
     assert all(isinstance(r, ConnectionResetError) for r in results)
     assert given_back == ["a", "b"]
+
+
+async def test_a_group_commit_that_cannot_tell_whether_it_was_recorded_gives_nothing_back() -> None:
+    given_back: list[str] = []
+
+    async def record(batch: Sequence[str]) -> list[BaseException | None]:
+        raise OutcomeUnknownError("the database went away while this was being saved")
+
+    async def give_back(item: str) -> None:
+        given_back.append(item)
+
+    results = await record_or_give_back(["a", "b"], record, give_back)
+
+    assert all(isinstance(r, OutcomeUnknownError) for r in results)
+    assert given_back == []

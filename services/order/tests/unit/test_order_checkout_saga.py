@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.kit.errors import KitError, UnavailableError
+from services.kit.errors import KitError, OutcomeUnknownError, UnavailableError
 from services.kit.eventstore import StoredEvent
 from services.order.application.orders import OrderPolicy, Orders
 from services.order.application.payments import (
@@ -213,6 +213,26 @@ class CommittedLater(Store):
         return await asyncio.shield(flush)
 
 
+@dataclass
+class FailingSave(Store):
+    """A store whose save fails with ``error``, after recording the order when ``recorded``
+    (a COMMIT that lost the database after the server applied it)."""
+
+    error: Exception = field(default_factory=lambda: UnavailableError("database down"))
+    recorded: bool = False
+
+    async def save(
+        self,
+        order: Order,
+        events: Sequence[OrderEvent],
+        timers: Sequence[TimerChange] = (),
+        idempotency: IdempotencyKey | None = None,
+    ) -> Order:
+        if self.recorded:
+            await Store.save(self, order, events, timers, idempotency)
+        raise self.error
+
+
 def _world(
     payments: NoPayments | None = None, store: Store | None = None
 ) -> tuple[Orders, Store, Keys, Prices, Holds]:
@@ -348,3 +368,31 @@ async def test_a_checkout_cancelled_before_its_order_is_saved_undoes_it_and_free
     assert prices.released == ["order0"]
     assert store.orders == {}
     assert keys.claims == {}
+
+
+async def test_a_checkout_whose_save_lost_the_database_at_commit_keeps_its_holds_and_its_key() -> (
+    None
+):
+    lost = OutcomeUnknownError("the database went away while this was being saved")
+    orders, _, keys, prices, holds = _world(store=FailingSave(error=lost, recorded=True))
+    with pytest.raises(OutcomeUnknownError):
+        await orders.place(_command(), "key-00000001")
+
+    assert holds.released == []
+    assert prices.released == []
+    assert len(keys.claims) == 1
+    retried = await orders.place(_command(), "key-00000001")
+    assert retried.order_id == "order0"
+    assert retried.status is OrderStatus.PENDING_PAYMENT
+
+
+async def test_a_checkout_whose_save_certainly_failed_undoes_it_and_frees_the_key() -> None:
+    orders, store, keys, prices, holds = _world(store=FailingSave())
+    with pytest.raises(UnavailableError) as raised:
+        await orders.place(_command(), "key-00000001")
+
+    assert not isinstance(raised.value, OutcomeUnknownError)
+    assert holds.released == ["order0"]
+    assert prices.released == ["order0"]
+    assert keys.claims == {}
+    assert store.orders == {}

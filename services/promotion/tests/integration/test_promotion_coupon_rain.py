@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 
-from services.kit.errors import UnavailableError
-from services.kit.testing import eventually, unique
+from services.kit.errors import OutcomeUnknownError, UnavailableError
+from services.kit.testing import CommitCutter, eventually, unique
 from services.promotion.adapters.redis_coupons import TemplateKeys
 from services.promotion.application.coupons import ClaimResult
 from services.promotion.application.ports import ClaimAttempt, PendingClaim, StaleEpochError
@@ -24,6 +26,7 @@ from services.promotion.domain.coupons import (
     CouponClaimed,
     TemplateNotFoundError,
 )
+from services.promotion.settings import PromotionSettings
 from services.promotion.tests.conftest import Clock, PromotionFactory
 from services.promotion.tests.helpers import fixed_template
 
@@ -250,3 +253,65 @@ async def test_a_claim_cancelled_while_it_is_recorded_stays_claimed_in_redis_and
         assert (await parts.coupon_ledger.template(merchant, tid)).claimed == 1
         [held] = await parts.coupons.held(merchant, ["claim-quitter"])
         assert held.owner_id == "quitter"
+
+
+@asynccontextmanager
+async def drop_behind_a_cutter(
+    make_promotion: PromotionFactory, settings: PromotionSettings, quota: int
+) -> AsyncIterator[tuple[CommitCutter, Promotion, ClaimMaker]]:
+    """A drop of ``quota`` coupons (one per buyer) served by a promotion whose database
+    connections go through a :class:`CommitCutter`; a maker of claims on it by buyer."""
+    merchant = unique("m")
+    async with CommitCutter(settings.postgres_dsn) as cutter:
+        proxied = settings.model_copy(update={"postgres_dsn": cutter.dsn})
+        async with make_promotion(settings=proxied) as parts:
+            template = await fixed_template(parts, merchant, quota=quota, per_user_limit=1)
+
+            def claim(buyer: str) -> ClaimCoupon:
+                return ClaimCoupon(merchant, template.template_id, buyer, unique("c"))
+
+            yield cutter, parts, claim
+
+
+ClaimMaker = Callable[[str], ClaimCoupon]
+
+
+async def _claimed(parts: Promotion, claim: ClaimCoupon) -> int:
+    return (await parts.coupon_ledger.template(claim.merchant_id, claim.template_id)).claimed
+
+
+async def test_a_claim_whose_commit_the_database_applied_but_never_answered_counts_once(
+    make_promotion: PromotionFactory, promotion_settings: PromotionSettings
+) -> None:
+    async with drop_behind_a_cutter(make_promotion, promotion_settings, 3) as (cutter, parts, c):
+        cutter.cut_next_commit(applied=True)
+        first = await parts.coupons.claim(c("u1"))
+        later = [await _tap(parts, c(f"u{n}")) for n in range(2, 6)]
+
+        assert cutter.cuts == 1
+        assert first.claimed
+        assert [isinstance(a, ClaimResult) and a.claimed for a in later] == [
+            True,
+            True,
+            False,
+            False,
+        ]
+        assert await _claimed(parts, c("u1")) == 3
+
+
+async def test_a_claim_whose_commit_cannot_be_found_out_is_not_given_back_on_a_guess(
+    make_promotion: PromotionFactory, promotion_settings: PromotionSettings
+) -> None:
+    async with drop_behind_a_cutter(make_promotion, promotion_settings, 2) as (cutter, parts, c):
+        tap = c("u1")
+        cutter.cut_next_commit(applied=True, then_down=True)
+        with pytest.raises(OutcomeUnknownError):
+            await parts.coupons.claim(tap)
+        cutter.come_back()
+        retried = await _tap(parts, tap)
+        others = [await _tap(parts, c(f"u{n}")) for n in range(2, 5)]
+
+        assert isinstance(retried, ClaimResult)
+        assert retried.claimed
+        assert [isinstance(a, ClaimResult) and a.claimed for a in others] == [True, False, False]
+        assert await _claimed(parts, tap) == 2
