@@ -21,7 +21,14 @@ class GrpcStock:
         self._timeout = timeout_seconds
 
     async def reserve(
-        self, merchant_id: str, sale_id: str, buyer_id: str, quantity: int, hold_id: str
+        self,
+        merchant_id: str,
+        sale_id: str,
+        buyer_id: str,
+        quantity: int,
+        hold_id: str,
+        *,
+        again: bool = False,
     ) -> Reservation:
         """A lost answer (timeout, UNAVAILABLE) is asked again with ``retry`` set, so the
         hold it may have granted is found instead of a second one being refused."""
@@ -39,7 +46,7 @@ class GrpcStock:
             reraise=True,
         ):
             with attempt:
-                request.retry = attempt.retry_state.attempt_number > 1
+                request.retry = again or attempt.retry_state.attempt_number > 1
                 try:
                     reply = await self._stub.Reserve(request, timeout=self._timeout)
                 except grpc.aio.AioRpcError as error:

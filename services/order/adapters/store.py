@@ -172,11 +172,11 @@ def _view_row(order: Order, now: datetime) -> tuple[Any, ...]:
 _CLAIM_COLUMNS = "order_id, fingerprint, state, failure_status, failure_error, failure_detail"
 
 
-def _claim(row: asyncpg.Record, mine: bool) -> Claim:
+def _claim(row: asyncpg.Record, mine: bool, *, resumed: bool = False) -> Claim:
     failure = None
     if row["failure_status"] is not None:
         failure = (row["failure_status"], row["failure_error"], row["failure_detail"])
-    return Claim(row["order_id"], row["fingerprint"], mine, row["state"], failure)
+    return Claim(row["order_id"], row["fingerprint"], mine, row["state"], failure, resumed)
 
 
 class PostgresIdempotencyKeys:
@@ -236,7 +236,7 @@ class PostgresIdempotencyKeys:
             CHECKOUT_LEASE,
         )
         if taken_over is not None:
-            return _claim(taken_over, mine=True)
+            return _claim(taken_over, mine=True, resumed=True)
         found = await self._get(conn, key)
         if found is None:  # forgotten since the insert was refused: try once more
             return await self.claim(key, fingerprint, order_id)

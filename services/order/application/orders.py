@@ -148,7 +148,7 @@ class Orders:
             return await self._outcome_of(key, claim, command)
         progress = _Progress()
         try:
-            return await self._checkout(command, claim.order_id, key, progress)
+            return await self._checkout(command, claim, key, progress)
         except UnavailableError as error:
             if progress.must_undo(error):
                 await self._keys.forget(key)
@@ -181,8 +181,9 @@ class Orders:
             current = await self._keys.get(key)
 
     async def _checkout(
-        self, command: PlaceOrder, order_id: str, key: IdempotencyKey, progress: _Progress
+        self, command: PlaceOrder, claim: Claim, key: IdempotencyKey, progress: _Progress
     ) -> Order:
+        order_id = claim.order_id
         now = self._clock()
         priced = await self._pricing.price_order(
             PriceOrderQuery(
@@ -199,7 +200,7 @@ class Orders:
         )
         held = progress.held
         try:
-            deadline = await self._hold_stock(command, order_id, priced, held)
+            deadline = await self._hold_stock(command, claim, priced, held)
             order = Order(command.merchant_id, order_id)
             placed = OrderPlaced(
                 order_id=order_id,
@@ -245,13 +246,18 @@ class Orders:
             raise
 
     async def _hold_stock(
-        self, command: PlaceOrder, order_id: str, priced: PricedOrder, held: list[str]
+        self, command: PlaceOrder, claim: Claim, priced: PricedOrder, held: list[str]
     ) -> datetime:
         expiries = []
         for index, line in enumerate(priced.lines):
-            hold = hold_id(order_id, index)
+            hold = hold_id(claim.order_id, index)
             reservation = await self._stock.reserve(
-                command.merchant_id, line.sale_id, command.buyer_id, line.quantity, hold
+                command.merchant_id,
+                line.sale_id,
+                command.buyer_id,
+                line.quantity,
+                hold,
+                again=claim.resumed,
             )
             if not reservation.reserved:
                 raise SoldOutError(f"SKU {line.sku_id} is sold out")

@@ -75,9 +75,18 @@ class Stock(Protocol):
     """The inventory service's holds; the hold id is the order id (or order id + line)."""
 
     async def reserve(
-        self, merchant_id: str, sale_id: str, buyer_id: str, quantity: int, hold_id: str
+        self,
+        merchant_id: str,
+        sale_id: str,
+        buyer_id: str,
+        quantity: int,
+        hold_id: str,
+        *,
+        again: bool = False,
     ) -> Reservation:
-        """Hold units; idempotent on hold_id; answered once the hold is durable."""
+        """Hold units; idempotent on hold_id; answered once the hold is durable. ``again``:
+        the hold may exist already (a resumed checkout), so inventory must look it up rather
+        than answer from what it remembers of the sale being sold out."""
         ...
 
     async def confirm(self, merchant_id: str, hold_id: str) -> bool:
@@ -140,6 +149,9 @@ class Claim:
     """running | placed | failed"""
     failure: tuple[int, str, str] | None = None
     """(status, error class name, detail) of a failed checkout."""
+    resumed: bool = False
+    """True: this request took the key over from a checkout whose lease ran out, so the
+    holds it asks for may exist already."""
 
 
 class IdempotencyKeys(Protocol):

@@ -147,14 +147,14 @@ async def test_a_forgotten_or_abandoned_claim_is_taken_by_the_next_request(
     await keys.claim(key, "fp", "order-1")
     await keys.forget(key)
     retaken = await keys.claim(key, "fp", "order-2")
-    assert (retaken.mine, retaken.order_id) == (True, "order-2")
+    assert (retaken.mine, retaken.order_id, retaken.resumed) == (True, "order-2", False)
 
     await db.pool.execute(
         "UPDATE idempotency_keys SET lease_until = now() - interval '1 second' WHERE key = $1",
         key.key,
     )
     taken_over = await keys.claim(key, "fp", "order-3")
-    assert (taken_over.mine, taken_over.order_id) == (True, "order-2")
+    assert (taken_over.mine, taken_over.order_id, taken_over.resumed) == (True, "order-2", True)
 
 
 async def _place_together(

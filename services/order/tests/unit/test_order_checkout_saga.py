@@ -73,13 +73,25 @@ class Holds:
     waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def reserve(
-        self, merchant_id: str, sale_id: str, buyer_id: str, quantity: int, hold_id: str
+        self,
+        merchant_id: str,
+        sale_id: str,
+        buyer_id: str,
+        quantity: int,
+        hold_id: str,
+        *,
+        again: bool = False,
     ) -> Reservation:
         if sale_id in self.stuck:
             self.waiting.set()
             await asyncio.Event().wait()
-        if sale_id in self.sold_out:
-            return Reservation(False, None)
+        if sale_id in self.sold_out:  # what inventory remembers, unless told to look it up
+            found = again and hold_id in self.held
+            return (
+                Reservation(True, NOW + timedelta(minutes=15))
+                if found
+                else Reservation(False, None)
+            )
         self.held.append(hold_id)
         return Reservation(True, NOW + timedelta(minutes=15))
 
@@ -125,10 +137,14 @@ class Store:
 class Keys:
     store: Store
     claims: dict[IdempotencyKey, Claim] = field(default_factory=dict)
+    lease_ran_out: set[IdempotencyKey] = field(default_factory=set)
 
     async def claim(self, key: IdempotencyKey, fingerprint: str, order_id: str) -> Claim:
         if key in self.claims:
             found = self.claims[key]
+            if key in self.lease_ran_out and found.state == "running":
+                self.lease_ran_out.discard(key)
+                return Claim(found.order_id, found.fingerprint, True, "running", resumed=True)
             placed = found.order_id in self.store.orders
             return Claim(
                 found.order_id,
@@ -396,3 +412,19 @@ async def test_a_checkout_whose_save_certainly_failed_undoes_it_and_frees_the_ke
     assert prices.released == ["order0"]
     assert keys.claims == {}
     assert store.orders == {}
+
+
+async def test_a_checkout_resumed_after_its_lease_ran_out_finds_the_hold_it_had_taken() -> None:
+    orders, _, keys, _, holds = _world()
+    command = _command()
+    key = IdempotencyKey("m1", "buyer-1", "key-00000001")
+    keys.claims[key] = Claim("order-crashed", command.fingerprint(), False, "running")
+    keys.lease_ran_out.add(key)
+    holds.held.append("order-crashed")  # taken by the checkout that crashed
+    holds.sold_out.add("sale-sku-a")  # and the sale sold out since
+
+    placed = await orders.place(command, "key-00000001")
+
+    assert placed.order_id == "order-crashed"
+    assert placed.status is OrderStatus.PENDING_PAYMENT
+    assert holds.released == []
