@@ -149,15 +149,11 @@ class Orders:
         progress = _Progress()
         try:
             return await self._checkout(command, claim, key, progress)
-        except UnavailableError as error:
-            if progress.must_undo(error):
-                await self._keys.forget(key)
-            raise
-        except KitError as error:
-            await self._keys.fail(key, int(error.http_status), type(error).__name__, str(error))
-            raise
         except BaseException as error:
-            if progress.must_undo(error):
+            if isinstance(error, KitError) and not isinstance(error, UnavailableError):
+                # A final refusal: the same key gets the same answer.
+                await self._keys.fail(key, int(error.http_status), type(error).__name__, str(error))
+            elif progress.must_undo(error):  # nothing recorded: a retry runs it again
                 await self._keys.forget(key)
             raise
 

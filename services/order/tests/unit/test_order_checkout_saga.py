@@ -85,14 +85,11 @@ class Holds:
         if sale_id in self.stuck:
             self.waiting.set()
             await asyncio.Event().wait()
-        if sale_id in self.sold_out:  # what inventory remembers, unless told to look it up
-            found = again and hold_id in self.held
-            return (
-                Reservation(True, NOW + timedelta(minutes=15))
-                if found
-                else Reservation(False, None)
-            )
-        self.held.append(hold_id)
+        found = again and hold_id in self.held  # inventory looks a resumed hold up
+        if sale_id in self.sold_out and not found:  # else it answers from its memory
+            return Reservation(False, None)
+        if not found:
+            self.held.append(hold_id)
         return Reservation(True, NOW + timedelta(minutes=15))
 
     async def confirm(self, merchant_id: str, hold_id: str) -> bool:
