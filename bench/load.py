@@ -141,12 +141,24 @@ async def closed_loop(call: Call, *, concurrency: int, duration: float, warmup: 
 
 
 async def open_loop(
-    call: Call, *, rate: float, duration: float, warmup: float, max_in_flight: int = 20_000
+    call: Call,
+    *,
+    rate: float,
+    duration: float,
+    warmup: float,
+    max_in_flight: int = 20_000,
+    tick: float = 0.002,
 ) -> Sample:
     """Start calls at ``rate`` per second for ``warmup + duration`` seconds, however long
     they take; the calls due in the last ``duration`` seconds are counted, their latency
     taken from when they were due. A call that cannot start because ``max_in_flight`` calls
-    are outstanding counts as the error ``Overloaded``."""
+    are outstanding counts as the error ``Overloaded``.
+
+    The driver wakes every ``tick`` seconds and starts every call that fell due meanwhile,
+    together. Waking for each call (every 0.4 ms at 2,400/s) cost the gRPC driver ~380 µs
+    of CPU per call against ~150 µs this way: on a two-core machine the load generator
+    then took most of a core from the server it measured. A call started up to ``tick``
+    after it was due carries that delay in its latency."""
     sample = Sample()
     start = time.perf_counter()
     measure_from = start + warmup
@@ -183,7 +195,7 @@ async def open_loop(
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             seq += 1
-        await asyncio.sleep(min(0.002, max(0.0, start + seq / rate - time.perf_counter())))
+        await asyncio.sleep(tick)
     if in_flight:
         await asyncio.gather(*in_flight)
     sample.cpu_seconds = _cpu() - (cpu_from if cpu_from is not None else _cpu())
