@@ -91,8 +91,8 @@ async def drive(args: argparse.Namespace) -> Sample:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # a load generator is a long-running server-like process too: without the services'
-    # tuning its own collections paused it for tens of milliseconds, counted as latency
+    # the services' collector tuning here too: a pause of the load generator is counted
+    # as the server's latency, so it should pause no longer than the server does
     tune_garbage_collector(ServiceSettings())
     sample = uvloop.run(drive(args))
     args.output.write_text(json.dumps(sample.to_json()))
