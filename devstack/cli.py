@@ -19,7 +19,7 @@ from rich.table import Table
 
 from devstack import stack
 from devstack.config import TEST_DATABASE, StackConfig
-from devstack.install import StackError, chromium_binary
+from devstack.install import StackError, card_font, chromium_binary
 from services.kit.identity import Role, TokenIssuer
 from services.kit.settings import ServiceSettings
 
@@ -83,6 +83,7 @@ def test_environment(config: StackConfig) -> dict[str, str]:
 
 def _test(config: StackConfig, args: argparse.Namespace) -> int:
     chromium = chromium_binary()
+    card_font()  # the referral tests draw cards with it
     with stack.running_stack(config):
         env = {**os.environ, **test_environment(config), "LIVECOMMERCE_CHROMIUM": str(chromium)}
         command = [sys.executable, "-m", "pytest", *args.pytest_args]

@@ -9,6 +9,8 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+from services.referral.settings import CARD_FONT
+
 
 class StackError(Exception):
     """A problem starting or stopping the local stack, told to the user in one line."""
@@ -86,6 +88,17 @@ def chromium_binary() -> Path:
         if attempt == 0:
             apt_install(["chromium"])
     raise StackError("chromium not found after installing it")
+
+
+def card_font() -> Path:
+    """The font referral's invitation cards are drawn with (its settings' default), from
+    Debian's ``fonts-wqy-microhei``, installing it if needed."""
+    font = Path(CARD_FONT)
+    if not font.is_file():
+        apt_install(["fonts-wqy-microhei"])
+    if not font.is_file():
+        raise StackError(f"{font} not found after installing fonts-wqy-microhei")
+    return font
 
 
 def tansu_binary() -> Path:

@@ -28,7 +28,7 @@ import redis
 from supervisor.xmlrpc import SupervisorTransport
 
 from devstack.config import SERVICE_DATABASES, TEST_DATABASE, ServiceProcess, StackConfig
-from devstack.install import StackError, postgres_bin, redis_server, tansu_binary
+from devstack.install import StackError, card_font, postgres_bin, redis_server, tansu_binary
 
 INFRA = ("postgres", "redis", "kafka")
 START_TIMEOUT = 60.0
@@ -418,6 +418,7 @@ def _wait_for_supervisor(supervisor: Supervisor) -> None:
 def start_services(config: StackConfig, *, restart: bool = False) -> None:
     """Start every service process; with ``restart`` running ones are restarted first, so
     that they run the code as it is now."""
+    card_font()  # referral draws its invitation cards with it
     supervisor = Supervisor(config)
     wanted = [p.name for p in config.services]
     known = {p.name for p in supervisor.processes()}

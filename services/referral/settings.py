@@ -10,6 +10,12 @@ from services.kit.settings import Environment, ServiceSettings
 DEVELOPMENT_SHARE_CODE_KEY = "referral-development-share-code-key"
 
 
+CARD_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+"""WenQuanYi Micro Hei (Debian's ``fonts-wqy-microhei``): Chinese, Japanese, Korean and Latin
+in one font, 5 MB. Pillow draws each string in one font, without per-glyph fallback, so the
+cards' font must cover Chinese and Latin alike."""
+
+
 class ReferralSettings(ServiceSettings):
     """Environment prefix ``REFERRAL_``; defaults point at the local stack."""
 
@@ -29,8 +35,10 @@ class ReferralSettings(ServiceSettings):
     mint_limit_per_minute: int = Field(default=20, ge=1)
     """Share codes one user may mint per minute (velocity limit)."""
     payout_retry_interval_seconds: float = Field(default=5.0, gt=0)
-    card_font_path: str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-    """A TrueType font for invitation cards; Pillow's built-in font if it is missing."""
+    card_font_path: str = CARD_FONT
+    """A TrueType font (or collection) for invitation cards, with glyphs for every script
+    the cards show: the hosts' names and room titles are mostly Chinese. Pillow's built-in
+    font if it is missing, which has Latin glyphs only."""
 
     @model_validator(mode="after")
     def _refuse_development_share_code_key(self) -> Self:

@@ -10,7 +10,10 @@ import asyncpg
 import segno
 from PIL import Image, ImageDraw, ImageFont
 
+from services.kit.logging import get_logger
 from services.referral.application.ports import CardContent
+
+log = get_logger(__name__)
 
 WIDTH, HEIGHT = 720, 1080
 BACKGROUND = (255, 244, 236)
@@ -27,6 +30,11 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 class PillowCardRenderer:
     def __init__(self, font_path: str) -> None:
         self._font_path = font_path if Path(font_path).is_file() else ""
+        if not self._font_path:
+            log.warning(
+                "card font missing: cards use Pillow's built-in font, without Chinese glyphs",
+                font_path=font_path,
+            )
 
     def _font(self, size: int) -> Font:
         if self._font_path:

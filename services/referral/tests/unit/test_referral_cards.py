@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from io import BytesIO
+from pathlib import Path
 
 from PIL import Image
 
 from services.referral.adapters.cards import HEIGHT, WIDTH, PillowCardRenderer
 from services.referral.application.ports import CardContent
+from services.referral.settings import ReferralSettings
 
 CONTENT = CardContent(
     sharer_name="Alice " * 20,
@@ -39,3 +42,18 @@ def test_the_same_content_renders_the_same_bytes() -> None:
     renderer = PillowCardRenderer("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
     assert renderer.render(CONTENT) == renderer.render(CONTENT)
+
+
+def _title_band(title: str) -> bytes:
+    """The card's title band, rendered with the cards' default font."""
+    renderer = PillowCardRenderer(ReferralSettings().card_font_path)
+    card = Image.open(BytesIO(renderer.render(replace(CONTENT, room_title=title))))
+    return card.convert("RGB").crop((0, 270, WIDTH, 360)).tobytes()
+
+
+def test_a_chinese_room_title_is_drawn_with_its_own_glyphs_not_the_missing_glyph_box() -> None:
+    # a font without Chinese draws every one of these characters as the same box, so two
+    # titles of as many different characters would come out the same
+    assert Path(ReferralSettings().card_font_path).is_file(), "make test installs the font"
+
+    assert _title_band("今晚八点秒杀") != _title_band("口红专场福利")
