@@ -7,6 +7,7 @@ of the production one and its PodMonitor finds every process."""
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import tempfile
 from functools import cache
@@ -45,7 +46,7 @@ METRIC_MODULES = (
 SCRAPE_LABELS = {"job", "instance", "namespace", "pod", "container", "endpoint"}
 """Labels Prometheus and the operator put on every scraped series."""
 
-METRIC = re.compile(r"\b(livecommerce_[a-z0-9_]+|up)\b(?:\{([^}]*)\})?")
+METRIC = re.compile(r"\b(livecommerce_[a-z0-9_]+|process_[a-z0-9_]+|up)\b(?:\{([^}]*)\})?")
 MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"([^\"]*)\"")
 GROUPING = re.compile(r"\bby\s*\(([^)]*)\)")
 
@@ -62,6 +63,9 @@ def declared() -> dict[str, frozenset[str]]:
         labels = frozenset(getattr(collector, "_labelnames", ()))
         names[name] = labels | {"le"} if name.endswith("_bucket") else labels
     return names
+
+
+DASHBOARD = MONITORING / "dashboards" / "flash-sales.json"
 
 
 def rules() -> list[Doc]:
@@ -83,22 +87,70 @@ def test_every_alert_has_a_severity_a_summary_and_a_description() -> None:
         assert rule["annotations"]["description"].strip(), rule["alert"]
 
 
-def test_every_metric_an_alert_reads_is_declared_with_the_labels_it_uses() -> None:
+def dashboard_queries() -> dict[str, str]:
+    """Every query of the dashboard, by its panel's title and the query's letter."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return {
+        f"{panel['title']} {target['refId']}": target["expr"]
+        for panel in panels
+        for target in panel.get("targets", ())
+    }
+
+
+def assert_reads_declared_metrics(where: str, expr: str) -> None:
+    """``expr`` reads metrics the code declares, filters and groups them by labels they carry
+    (or that scraping adds)."""
     metrics = declared()
+    used = METRIC.findall(expr)
+    assert used, f"{where} reads no metric"
+    carried: set[str] = set()
+    for name, selector in used:
+        labels = pod_target_labels() if name == "up" else metrics.get(name)
+        assert labels is not None, f"{where}: {name} is not declared by the code"
+        filtered = {key for key, _ in MATCHER.findall(selector)}
+        assert filtered <= labels | SCRAPE_LABELS | pod_target_labels(), f"{where}: {selector}"
+        carried |= labels
+    for clause in GROUPING.findall(expr):
+        grouped = {label.strip() for label in clause.split(",")}
+        assert grouped <= carried | SCRAPE_LABELS, f"{where}: by ({clause})"
+
+
+def test_every_metric_an_alert_reads_is_declared_with_the_labels_it_uses() -> None:
     for rule in rules():
-        expr = rule["expr"]
-        used = METRIC.findall(expr)
-        assert used, f"{rule['alert']} reads no metric"
-        carried: set[str] = set()
-        for name, selector in used:
-            labels = pod_target_labels() if name == "up" else metrics.get(name)
-            assert labels is not None, f"{rule['alert']}: {name} is not declared by the code"
-            filtered = {key for key, _ in MATCHER.findall(selector)}
-            assert filtered <= labels | SCRAPE_LABELS, f"{rule['alert']}: {name}{{{selector}}}"
-            carried |= labels
-        for clause in GROUPING.findall(expr):
-            grouped = {label.strip() for label in clause.split(",")}
-            assert grouped <= carried | SCRAPE_LABELS, f"{rule['alert']}: by ({clause})"
+        assert_reads_declared_metrics(rule["alert"], rule["expr"])
+
+
+def test_every_metric_a_dashboard_panel_reads_is_declared_with_the_labels_it_uses() -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 20
+    for where, expr in queries.items():
+        assert_reads_declared_metrics(where, expr)
+
+
+def test_every_dashboard_panel_says_what_it_shows_and_has_an_id_of_its_own() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        if panel["type"] != "row":
+            assert panel["title"].strip(), panel["id"]
+            assert panel["description"].strip(), panel["title"]
+            assert panel["targets"], panel["title"]
+
+
+def test_the_dashboards_checkout_queries_name_the_order_services_place_order_route() -> None:
+    routes = {
+        (route.path, method)
+        for route in order_router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
+    checkout = [e for e in dashboard_queries().values() if "route=" in e]
+    assert checkout
+    for expr in checkout:
+        matchers = dict(MATCHER.findall(expr))
+        assert matchers["service"] == OrderSettings().service_name
+        assert (matchers["route"], matchers["method"]) in routes
 
 
 def test_the_checkout_alert_names_the_order_service_and_its_place_order_route() -> None:
@@ -135,6 +187,9 @@ def test_the_component_renders_in_an_overlay_and_its_pod_monitor_finds_every_pro
         docs = rendered(overlay)
     (monitor,) = of_kind(docs, "PodMonitor").values()
     assert set(of_kind(docs, "PrometheusRule")) == {"livecommerce"}
+    dashboards = of_kind(docs, "ConfigMap")["livecommerce-dashboards"]
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboards["data"]["flash-sales.json"]) == json.loads(DASHBOARD.read_text())
     assert monitor["metadata"]["namespace"] == "livecommerce"
     selector = monitor["spec"]["selector"]["matchLabels"]
     scraped_ports = {endpoint["port"] for endpoint in monitor["spec"]["podMetricsEndpoints"]}
