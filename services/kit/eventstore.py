@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 log = get_logger(__name__)
 
+Item = TypeVar("Item")
+
 SETTLE_LOCK_TIMEOUT = "5s"
 """How long finding out whether a write was recorded waits for an append in flight."""
 _CANNOT_TELL: tuple[type[Exception], ...] = (*DATABASE_OUTAGES, asyncpg.LockNotAvailableError)
@@ -369,6 +371,27 @@ class PostgresEventStore:
         except OutcomeUnknownError as unknown:
             return await self.settle(unknown, [event.event_id for event in stored])
         return stored
+
+    async def settled_batch(
+        self,
+        connection: AbstractAsyncContextManager[Connection],
+        items: Sequence[Item],
+        statements: Callable[
+            [Connection, Sequence[Item], list[BaseException | None]], Awaitable[list[StoredEvent]]
+        ],
+    ) -> list[BaseException | None]:
+        """A group commit of ``items`` in one transaction, settled as
+        :meth:`settled_transaction` settles it: ``statements`` appends through this store,
+        puts the reason each refused item was not recorded at its index in the list it is
+        given, and returns the events appended. Per item: None when recorded, or its
+        refusal."""
+        refusals: list[BaseException | None] = [None] * len(items)
+
+        async def run(conn: Connection) -> list[StoredEvent]:
+            return await statements(conn, items, refusals)
+
+        await self.settled_transaction(connection, run)
+        return refusals
 
     async def recorded(self, event_ids: Sequence[UUID]) -> list[StoredEvent]:
         """The events among ``event_ids`` that are stored, in position order, read once no

@@ -127,6 +127,19 @@ async def run_all(stop: asyncio.Event, tasks: Mapping[str, Awaitable[None]]) -> 
         raise failure
 
 
+async def until_first_done(*coroutines: Awaitable[object]) -> None:
+    """Run ``coroutines`` side by side until the first of them ends; the others are then
+    cancelled and awaited before this returns. What each one raised is dropped: the caller
+    asks its own state what happened (a connection closed, a client dropped)."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _wait(stop: asyncio.Event) -> None:
     await stop.wait()
 

@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from services.kit.db import create_pool, migrate
+from services.kit.runtime import until_first_done
 from services.kit.settings import Environment, KafkaProfile, ServiceSettings
 
 
@@ -214,13 +215,9 @@ class CommitCutter:
                 client_w.write(data)
                 await client_w.drain()
 
-        pumps = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
         try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            await until_first_done(upstream(), downstream())
         finally:
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
             for writer in (client_w, server_w):
                 self._links.discard(writer)
                 writer.transport.abort()

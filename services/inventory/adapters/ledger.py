@@ -203,14 +203,10 @@ class SaleLedger:
     ) -> list[BaseException | None]:
         """Group commit: many holds, one transaction of few round trips. Per hold: None
         when durable, or the reason it was refused (stale epoch, hold id taken, no sale)."""
-        results: list[BaseException | None] = [None] * len(pending)
-
-        async def statements(conn: Connection) -> list[StoredEvent]:
-            return await self._record_reservations(conn, pending, results)
-
         # A COMMIT that lost the database raises unless the batch was recorded after all.
-        await self.store.settled_transaction(self._committer.use(), statements)
-        return results
+        return await self.store.settled_batch(
+            self._committer.use(), pending, self._record_reservations
+        )
 
     async def _record_reservations(
         self, conn: Connection, pending: Sequence[PendingHold], results: list[BaseException | None]

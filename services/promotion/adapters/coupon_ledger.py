@@ -238,14 +238,8 @@ class CouponLedger:
     # -- claims ----------------------------------------------------------------------------
 
     async def record_claims(self, pending: Sequence[PendingClaim]) -> list[BaseException | None]:
-        results: list[BaseException | None] = [None] * len(pending)
-
-        async def statements(conn: Connection) -> list[StoredEvent]:
-            return await self._record_claims(conn, pending, results)
-
         # A COMMIT that lost the database raises unless the batch was recorded after all.
-        await self._store.settled_transaction(self._committer.use(), statements)
-        return results
+        return await self._store.settled_batch(self._committer.use(), pending, self._record_claims)
 
     async def _record_claims(
         self, conn: Connection, pending: Sequence[PendingClaim], results: list[BaseException | None]

@@ -20,6 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from services.kit.errors import KitError, UnauthenticatedError
 from services.kit.identity import Caller, TokenVerifier
+from services.kit.runtime import until_first_done
 from services.room.adapters.push import PushHub
 from services.room.application.push import lineup_data
 from services.room.bootstrap import RoomService
@@ -77,17 +78,9 @@ async def live(websocket: WebSocket, room_id: str) -> None:
             },
         }
         await websocket.send_text(json.dumps(snapshot, ensure_ascii=False))
-        tasks = {
-            asyncio.create_task(_pump(websocket, client.queue)),
-            asyncio.create_task(_drain_incoming(websocket)),
-            asyncio.create_task(client.dropped.wait()),
-        }
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await until_first_done(
+            _pump(websocket, client.queue), _drain_incoming(websocket), client.dropped.wait()
+        )
         if client.dropped.is_set():
             with contextlib.suppress(Exception):
                 await websocket.close(code=TOO_SLOW, reason="too slow: reconnect")
