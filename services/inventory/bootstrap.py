@@ -14,12 +14,13 @@ from redis.asyncio import Redis
 from services.inventory.adapters.ledger import SaleLedger
 from services.inventory.adapters.redis_stock import RESTOCK_CHANNEL, RedisFlashStock
 from services.inventory.adapters.repository import EventSourcedStockRepository
-from services.inventory.application.flash_sales import FlashSales, SoldOutMemory
+from services.inventory.application.flash_sales import FlashSales
 from services.inventory.settings import InventorySettings
 from services.kit.db import database
 from services.kit.eventstore import PostgresEventStore, utcnow
 from services.kit.logging import get_logger
 from services.kit.redis import create_redis
+from services.kit.sold_out import SoldOutMemory
 
 SCHEMA_PACKAGES = ["services.inventory"]
 

@@ -13,6 +13,7 @@ from services.kit.db import database
 from services.kit.eventstore import PostgresEventStore, utcnow
 from services.kit.grpc import authenticated_channel
 from services.kit.identity import ServiceIdentity
+from services.kit.sold_out import SoldOutMemory
 from services.order.adapters.inventory_client import GrpcStock
 from services.order.adapters.promotion_client import GrpcPricing
 from services.order.adapters.sandbox_payments import SandboxPaymentProvider
@@ -76,6 +77,7 @@ async def order_service(
                     provider,
                     settings.policy(provider.name),
                     clock=clock,
+                    sold_out=SoldOutMemory(settings.sold_out_memory_seconds),
                 ),
                 provider_name=provider.name,
                 payments=provider,

@@ -37,6 +37,10 @@ class OrderSettings(ServiceSettings):
     """Where payment providers reach this service (their notifications go to
     <public_url>/v1/payments/<provider>/notifications)."""
     timer_poll_seconds: float = Field(default=0.5, gt=0)
+    sold_out_memory_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How long a process answers "sold out" for a room's SKU from memory, without pricing
+    the order or asking inventory, after inventory last said so: a unit that comes back is
+    offered again this much later at worst (inventory's own memory is cleared at once)."""
     sandbox_url: str = "http://127.0.0.1:8190"
     sandbox_api_key: SecretStr = SecretStr(DEVELOPMENT_SANDBOX_API_KEY)
     sandbox_signing_secret: SecretStr = SecretStr(DEVELOPMENT_SANDBOX_SIGNING_SECRET)

@@ -96,6 +96,31 @@ async def test_an_unpaid_order_is_cancelled_at_its_deadline_and_its_stock_goes_b
     assert (await shop.reconciliation())["in_agreement"]
 
 
+async def _sold_out_from_memory(http: httpx.AsyncClient) -> float:
+    """The order API's count of checkouts refused from its sold-out memory."""
+    text = (await http.get(f"{ORDER}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("livecommerce_order_sold_out_remembered_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_buyers_after_the_last_unit_hear_sold_out_from_the_order_api_memory(
+    http: httpx.AsyncClient,
+) -> None:
+    shop = await Shop.open(http, allocated=1)
+    await shop.buyer().place_ok()
+    first = await shop.buyer().place()  # inventory says so; the order API remembers it
+    assert first.status_code == 409, first.text
+    before = await _sold_out_from_memory(http)
+    answers = await asyncio.gather(*(shop.buyer().place() for _ in range(20)))
+    assert [a.status_code for a in answers] == [409] * 20
+    assert all("sold out" in a.json()["detail"] for a in answers)
+    assert await _sold_out_from_memory(http) > before
+    sale = await shop.sale()
+    assert (sale["held"], sale["available"]) == (1, 0)
+
+
 async def test_duplicate_taps_with_one_key_make_one_order(http: httpx.AsyncClient) -> None:
     shop = await Shop.open(http)
     buyer = shop.buyer()

@@ -10,7 +10,6 @@ hold that is not durable, and no unit stays taken for a hold nobody was told abo
 
 from __future__ import annotations
 
-import time
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from services.kit.context import current_context
 from services.kit.errors import KitError, UnavailableError
 from services.kit.eventstore import retry_on_conflict, utcnow
 from services.kit.logging import get_logger
+from services.kit.sold_out import SoldOutMemory
 from services.kit.tenancy import validate_id, validate_merchant_id
 
 log = get_logger(__name__)
@@ -98,32 +98,6 @@ class Drift:
     figure: str
     redis: int
     store: int
-
-
-class SoldOutMemory:
-    """Per-process memory that a sale is sold out, so that answer costs no Redis round trip.
-    Forgotten when a restock is announced (Redis pub/sub) and after ``ttl`` seconds at most,
-    so a lost announcement delays a sale's reopening by ``ttl`` at worst, never oversells."""
-
-    def __init__(self, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._until: dict[tuple[str, str], float] = {}
-
-    def remember(self, merchant_id: str, sale_id: str) -> None:
-        self._until[(merchant_id, sale_id)] = self._clock() + self._ttl
-
-    def forget(self, merchant_id: str, sale_id: str) -> None:
-        self._until.pop((merchant_id, sale_id), None)
-
-    def knows(self, merchant_id: str, sale_id: str) -> bool:
-        until = self._until.get((merchant_id, sale_id))
-        if until is None:
-            return False
-        if self._clock() >= until:
-            del self._until[(merchant_id, sale_id)]
-            return False
-        return True
 
 
 class FlashSales:

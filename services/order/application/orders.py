@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import uuid4
 
+from prometheus_client import Counter
+
 from services.kit.errors import (
     ConcurrencyError,
     KitError,
@@ -25,6 +27,7 @@ from services.kit.errors import (
 )
 from services.kit.eventstore import utcnow
 from services.kit.logging import get_logger
+from services.kit.sold_out import SoldOutMemory
 from services.order.application.payments import (
     PaymentProvider,
     PaymentRequest,
@@ -63,6 +66,10 @@ AUTO_COMPLETE_TIMER = "order.auto-complete"
 REFUND_TIMER = "order.refund"
 REFUND_RETRY_DELAY = timedelta(seconds=30)
 DUPLICATE_WAIT_SECONDS = 10.0
+SOLD_OUT_REMEMBERED = Counter(
+    "livecommerce_order_sold_out_remembered_total",
+    "Checkouts refused from the process's sold-out memory, without pricing or reserving",
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,10 @@ class Orders:
         *,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = lambda: uuid4().hex,
+        sold_out: SoldOutMemory | None = None,
     ) -> None:
+        """``sold_out``: what this process remembers sold out, by merchant, room and SKU
+        (a second by default): see :meth:`place`."""
         self._store = store
         self._keys = keys
         self._pricing = pricing
@@ -131,14 +141,25 @@ class Orders:
         self._policy = policy
         self._clock = clock
         self._new_id = new_id
+        self.sold_out = sold_out or SoldOutMemory()
 
     # --- checkout -------------------------------------------------------------------------
 
     async def place(self, command: PlaceOrder, idempotency_key: str) -> Order:
         """Place the order once per idempotency key: a retry gets the same order (or the
-        same refusal); the same key with another body is refused."""
+        same refusal); the same key with another body is refused.
+
+        A SKU this process found sold out in the room moments ago (see ``sold_out``) is
+        refused at once, without pricing the order or asking inventory: the spike after
+        the last unit is answered for the cost of one read. Only a key never seen before is
+        refused so, and nothing is recorded for it (the refusal changed nothing); a key
+        with a checkout behind it gets that checkout's answer, as always."""
         key = IdempotencyKey(command.merchant_id, command.buyer_id, idempotency_key)
         fingerprint = command.fingerprint()
+        sold_out = self._remembered_sold_out(command)
+        if sold_out is not None and await self._keys.get(key) is None:
+            SOLD_OUT_REMEMBERED.inc()
+            raise SoldOutError(f"SKU {sold_out} is sold out")
         claim = await self._keys.claim(key, fingerprint, self._new_id())
         if claim.fingerprint != fingerprint:
             raise IdempotencyKeyReusedError(
@@ -156,6 +177,13 @@ class Orders:
             elif progress.must_undo(error):  # nothing recorded: a retry runs it again
                 await self._keys.forget(key)
             raise
+
+    def _remembered_sold_out(self, command: PlaceOrder) -> str | None:
+        """The first SKU of the order remembered sold out in its room, or None."""
+        for sku_id, _ in command.lines:
+            if self.sold_out.knows(command.merchant_id, command.room_id, sku_id):
+                return sku_id
+        return None
 
     async def _outcome_of(self, key: IdempotencyKey, claim: Claim, command: PlaceOrder) -> Order:
         """A duplicate: wait for the first request's checkout to finish and answer as it."""
@@ -256,6 +284,7 @@ class Orders:
                 again=claim.resumed,
             )
             if not reservation.reserved:
+                self.sold_out.remember(command.merchant_id, command.room_id, line.sku_id)
                 raise SoldOutError(f"SKU {line.sku_id} is sold out")
             held.append(hold)
             if reservation.expires_at is not None:

@@ -12,6 +12,7 @@ import pytest
 
 from services.kit.errors import KitError, OutcomeUnknownError, UnavailableError
 from services.kit.eventstore import StoredEvent
+from services.kit.sold_out import SoldOutMemory
 from services.order.application.orders import OrderPolicy, Orders
 from services.order.application.payments import (
     CreatedPayment,
@@ -48,8 +49,10 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 class Prices:
     released: list[str] = field(default_factory=list)
     down: bool = False
+    quoted: int = 0
 
     async def price_order(self, query: PriceOrderQuery) -> PricedOrder:
+        self.quoted += 1
         if self.down:
             raise UnavailableError("promotion is unavailable")
         lines = tuple(
@@ -71,6 +74,7 @@ class Holds:
     stuck: set[str] = field(default_factory=set)
     """Sales whose reserve never answers (until the caller gives up)."""
     waiting: asyncio.Event = field(default_factory=asyncio.Event)
+    asked: int = 0
 
     async def reserve(
         self,
@@ -82,6 +86,7 @@ class Holds:
         *,
         again: bool = False,
     ) -> Reservation:
+        self.asked += 1
         if sale_id in self.stuck:
             self.waiting.set()
             await asyncio.Event().wait()
@@ -247,7 +252,9 @@ class FailingSave(Store):
 
 
 def _world(
-    payments: NoPayments | None = None, store: Store | None = None
+    payments: NoPayments | None = None,
+    store: Store | None = None,
+    sold_out: SoldOutMemory | None = None,
 ) -> tuple[Orders, Store, Keys, Prices, Holds]:
     store = store or Store()
     keys = Keys(store)
@@ -262,6 +269,7 @@ def _world(
         OrderPolicy(),
         clock=lambda: NOW,
         new_id=lambda: next(ids),
+        sold_out=sold_out,
     )
     return orders, store, keys, prices, holds
 
@@ -292,6 +300,47 @@ async def test_a_sold_out_line_releases_the_holds_taken_and_the_coupons_and_is_r
     with pytest.raises(KitError, match="sold out"):
         await orders.place(_command(("sku-a", 1), ("sku-b", 1)), "key-00000001")
     assert holds.held == ["order0"]
+
+
+async def test_the_next_buyer_of_a_sku_just_found_sold_out_is_refused_at_once() -> None:
+    """Without pricing the order, asking inventory or keeping the key."""
+    orders, _, keys, prices, holds = _world()
+    holds.sold_out.add("sale-sku-b")
+    with pytest.raises(SoldOutError):
+        await orders.place(_command(("sku-b", 1)), "key-00000001")
+    quoted, asked = prices.quoted, holds.asked
+    other = PlaceOrder("m1", "buyer-2", "room-1", Channel.APP, (("sku-a", 1), ("sku-b", 1)))
+    with pytest.raises(SoldOutError, match="sku-b"):
+        await orders.place(other, "key-00000002")
+    assert (prices.quoted, holds.asked) == (quoted, asked)
+    assert IdempotencyKey("m1", "buyer-2", "key-00000002") not in keys.claims  # nothing kept
+    elsewhere = PlaceOrder("m1", "buyer-2", "room-2", Channel.APP, (("sku-a", 1),))
+    assert (await orders.place(elsewhere, "key-00000003")).status is OrderStatus.PENDING_PAYMENT
+
+
+async def test_a_retry_of_a_placed_order_gets_its_order_while_its_sku_is_remembered_sold_out() -> (
+    None
+):
+    orders, _, _, _, _ = _world()
+    first = await orders.place(_command(("sku-a", 1)), "key-00000001")
+    orders.sold_out.remember("m1", "room-1", "sku-a")  # the last unit went meanwhile
+    again = await orders.place(_command(("sku-a", 1)), "key-00000001")
+    assert again.order_id == first.order_id
+
+
+async def test_a_sku_remembered_sold_out_is_offered_again_once_the_memory_lapses() -> None:
+    now = [0.0]
+    orders, _, _, _, holds = _world(sold_out=SoldOutMemory(1.0, clock=lambda: now[0]))
+    holds.sold_out.add("sale-sku-a")
+    with pytest.raises(SoldOutError):
+        await orders.place(_command(("sku-a", 1)), "key-00000001")
+    holds.sold_out.clear()  # a unit came back
+    now[0] = 0.9
+    with pytest.raises(SoldOutError):
+        await orders.place(_command(("sku-a", 1)), "key-00000002")
+    now[0] = 1.0
+    order = await orders.place(_command(("sku-a", 1)), "key-00000003")
+    assert order.status is OrderStatus.PENDING_PAYMENT
 
 
 async def test_a_sold_out_order_without_a_coupon_has_no_coupon_lock_to_release() -> None:

@@ -1,0 +1,32 @@
+"""The sold-out memory: a shortcut to a refusal that lapses by itself."""
+
+from __future__ import annotations
+
+from services.kit.sold_out import SoldOutMemory
+
+
+def test_a_key_is_remembered_sold_out_until_its_time_is_up() -> None:
+    now = [10.0]
+    memory = SoldOutMemory(1.0, clock=lambda: now[0])
+    memory.remember("m1", "sale-1")
+    assert memory.knows("m1", "sale-1")
+    assert not memory.knows("m1", "sale-2")
+    assert not memory.knows("m2", "sale-1")
+    now[0] = 10.999
+    assert memory.knows("m1", "sale-1")
+    now[0] = 11.0
+    assert not memory.knows("m1", "sale-1")
+
+
+def test_a_forgotten_key_is_not_known_and_remembering_again_starts_its_time_again() -> None:
+    now = [0.0]
+    memory = SoldOutMemory(1.0, clock=lambda: now[0])
+    memory.remember("m1", "room-1", "sku-1")
+    memory.forget("m1", "room-1", "sku-1")
+    memory.forget("m1", "room-1", "never-remembered")
+    assert not memory.knows("m1", "room-1", "sku-1")
+    memory.remember("m1", "room-1", "sku-1")
+    now[0] = 0.8
+    memory.remember("m1", "room-1", "sku-1")
+    now[0] = 1.5
+    assert memory.knows("m1", "room-1", "sku-1")
