@@ -13,6 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+PRUNE_AT = 1_024
+"""Entries past which remembering also drops the lapsed ones (a long-lived process sees
+many sales sell out, and a key nobody asks about again would otherwise stay for good)."""
+
 
 class SoldOutMemory:
     """What is remembered sold out, by key (e.g. merchant and sale), for ``ttl`` seconds."""
@@ -22,8 +26,14 @@ class SoldOutMemory:
         self._clock = clock
         self._until: dict[tuple[str, ...], float] = {}
 
+    def __len__(self) -> int:
+        return len(self._until)
+
     def remember(self, *key: str) -> None:
-        self._until[key] = self._clock() + self._ttl
+        now = self._clock()
+        if len(self._until) >= PRUNE_AT:
+            self._until = {k: until for k, until in self._until.items() if until > now}
+        self._until[key] = now + self._ttl
 
     def forget(self, *key: str) -> None:
         self._until.pop(key, None)

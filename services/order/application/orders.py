@@ -141,7 +141,7 @@ class Orders:
         self._policy = policy
         self._clock = clock
         self._new_id = new_id
-        self.sold_out = sold_out or SoldOutMemory()
+        self.sold_out = SoldOutMemory() if sold_out is None else sold_out
 
     # --- checkout -------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.kit.sold_out import SoldOutMemory
+from services.kit.sold_out import PRUNE_AT, SoldOutMemory
 
 
 def test_a_key_is_remembered_sold_out_until_its_time_is_up() -> None:
@@ -30,3 +30,14 @@ def test_a_forgotten_key_is_not_known_and_remembering_again_starts_its_time_agai
     memory.remember("m1", "room-1", "sku-1")
     now[0] = 1.5
     assert memory.knows("m1", "room-1", "sku-1")
+
+
+def test_lapsed_keys_nobody_asks_about_again_are_dropped_as_new_ones_come() -> None:
+    now = [0.0]
+    memory = SoldOutMemory(1.0, clock=lambda: now[0])
+    for n in range(PRUNE_AT):
+        memory.remember("m1", f"sale-{n}")
+    now[0] = 2.0
+    memory.remember("m1", "sale-new")
+    assert len(memory) == 1
+    assert memory.knows("m1", "sale-new")
