@@ -152,6 +152,7 @@ class FlashSales:
             decision = await self._deciding.submit((sale, command))
             outcome = decision.outcome
             if outcome == "OK":
+                self.sold_out.forget(merchant, sale_id)  # a probe after a lapse: units back
                 try:
                     return await self._make_durable(sale, command, decision)
                 except _Retry:
@@ -163,6 +164,8 @@ class FlashSales:
             if outcome == "SOLD_OUT":
                 if decision.remaining == 0:
                     self.sold_out.remember(merchant, sale_id)
+                else:  # fewer units left than asked for: others may still buy
+                    self.sold_out.forget(merchant, sale_id)
                 return Reservation(command.hold_id, reserved=False, remaining=decision.remaining)
             if outcome == "DUP":
                 return await self._repeat(command, decision)

@@ -286,6 +286,7 @@ class Orders:
             if not reservation.reserved:
                 self.sold_out.remember(command.merchant_id, command.room_id, line.sku_id)
                 raise SoldOutError(f"SKU {line.sku_id} is sold out")
+            self.sold_out.forget(command.merchant_id, command.room_id, line.sku_id)
             held.append(hold)
             if reservation.expires_at is not None:
                 expiries.append(reservation.expires_at)

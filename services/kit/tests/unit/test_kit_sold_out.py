@@ -15,6 +15,34 @@ def test_a_key_is_remembered_sold_out_until_its_time_is_up() -> None:
     now[0] = 10.999
     assert memory.knows("m1", "sale-1")
     now[0] = 11.0
+    assert not memory.knows("m1", "sale-1")  # this caller asks again
+
+
+def test_after_a_lapse_one_caller_asks_again_and_the_others_wait_for_its_answer() -> None:
+    now = [0.0]
+    memory = SoldOutMemory(1.0, clock=lambda: now[0], probe_seconds=0.5)
+    memory.remember("m1", "sale-1")
+    now[0] = 1.0
+    assert [memory.knows("m1", "sale-1") for _ in range(3)] == [False, True, True]
+    memory.remember("m1", "sale-1")  # the probe: sold out still
+    now[0] = 1.9
+    assert memory.knows("m1", "sale-1")
+    now[0] = 2.0
+    assert [memory.knows("m1", "sale-1") for _ in range(2)] == [False, True]
+    memory.forget("m1", "sale-1")  # the probe: units came back
+    assert not memory.knows("m1", "sale-1")
+    assert not memory.knows("m1", "sale-1")
+
+
+def test_a_probe_that_never_answers_is_given_up_and_the_next_caller_asks() -> None:
+    now = [0.0]
+    memory = SoldOutMemory(1.0, clock=lambda: now[0], probe_seconds=0.5)
+    memory.remember("m1", "sale-1")
+    now[0] = 1.0
+    assert not memory.knows("m1", "sale-1")
+    now[0] = 1.49
+    assert memory.knows("m1", "sale-1")
+    now[0] = 1.5
     assert not memory.knows("m1", "sale-1")
 
 

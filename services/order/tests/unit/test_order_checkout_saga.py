@@ -328,19 +328,42 @@ async def test_a_retry_of_a_placed_order_gets_its_order_while_its_sku_is_remembe
     assert again.order_id == first.order_id
 
 
-async def test_a_sku_remembered_sold_out_is_offered_again_once_the_memory_lapses() -> None:
+async def _found_sold_out_at_zero() -> tuple[Orders, Holds, list[float]]:
+    """A world whose memory runs on ``now[0]`` (seconds), where buyer-1 just found sku-a
+    sold out in room-1 (a memory of one second)."""
     now = [0.0]
     orders, _, _, _, holds = _world(sold_out=SoldOutMemory(1.0, clock=lambda: now[0]))
     holds.sold_out.add("sale-sku-a")
     with pytest.raises(SoldOutError):
         await orders.place(_command(("sku-a", 1)), "key-00000001")
+    return orders, holds, now
+
+
+async def test_a_sku_remembered_sold_out_is_offered_again_once_the_memory_lapses() -> None:
+    orders, holds, now = await _found_sold_out_at_zero()
     holds.sold_out.clear()  # a unit came back
     now[0] = 0.9
     with pytest.raises(SoldOutError):
         await orders.place(_command(("sku-a", 1)), "key-00000002")
     now[0] = 1.0
-    order = await orders.place(_command(("sku-a", 1)), "key-00000003")
+    order = await orders.place(_command(("sku-a", 1)), "key-00000003")  # asks inventory
     assert order.status is OrderStatus.PENDING_PAYMENT
+    other = PlaceOrder("m1", "buyer-2", "room-1", Channel.APP, (("sku-a", 1),))
+    assert (await orders.place(other, "key-00000004")).status is OrderStatus.PENDING_PAYMENT
+
+
+async def test_after_a_lapse_one_checkout_asks_inventory_while_the_others_hear_sold_out() -> None:
+    orders, holds, now = await _found_sold_out_at_zero()
+    holds.stuck.add("sale-sku-a")  # the next one asks inventory, which is slow to answer
+    now[0] = 1.0
+    asking = asyncio.create_task(orders.place(_command(("sku-a", 1)), "key-00000002"))
+    await holds.waiting.wait()
+    asked = holds.asked
+    other = PlaceOrder("m1", "buyer-2", "room-1", Channel.APP, (("sku-a", 1),))
+    with pytest.raises(SoldOutError):  # at once: not stuck behind inventory as well
+        await asyncio.wait_for(orders.place(other, "key-00000003"), timeout=2)
+    assert holds.asked == asked
+    asking.cancel()
 
 
 async def test_a_sold_out_order_without_a_coupon_has_no_coupon_lock_to_release() -> None:
