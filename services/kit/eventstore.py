@@ -139,8 +139,13 @@ class EventStore(Protocol):
         version. With ``conn`` the append joins the caller's transaction."""
         ...
 
-    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
-        """The stream's events with version > after_version, in version order."""
+    async def read_stream(
+        self, stream_id: str, after_version: int = 0, *, conn: Connection | None = None
+    ) -> list[StoredEvent]:
+        """The stream's events with version > after_version, in version order. With
+        ``conn`` the read joins the caller's transaction: a writer holding a lock must read
+        through its own connection, never wait on the pool for another one (every pooled
+        connection may be waiting on that very lock)."""
         ...
 
     async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
@@ -333,8 +338,10 @@ class PostgresEventStore:
         metrics.EVENTS_APPENDED.labels(self._service).inc(count)
         return _stored(planned, last - count + 1, context)
 
-    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
-        rows = await self._pool.fetch(
+    async def read_stream(
+        self, stream_id: str, after_version: int = 0, *, conn: Connection | None = None
+    ) -> list[StoredEvent]:
+        rows = await (conn or self._pool).fetch(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2"  # noqa: S608
             " ORDER BY version",
             stream_id,
@@ -457,7 +464,9 @@ class InMemoryEventStore:
             self._events.extend(stored)
             return stored
 
-    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+    async def read_stream(
+        self, stream_id: str, after_version: int = 0, *, conn: Connection | None = None
+    ) -> list[StoredEvent]:
         return [e for e in self._events if e.stream_id == stream_id and e.version > after_version]
 
     async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:

@@ -142,13 +142,16 @@ class SaleLedger:
         )
         return [_sale_of(r) for r in rows]
 
-    async def hold(self, merchant_id: str, hold_id: str) -> Hold:
-        stored = await self.store.read_stream(Hold.stream_id(merchant_id, hold_id))
+    async def hold(self, merchant_id: str, hold_id: str, *, conn: Connection | None = None) -> Hold:
+        """``conn``: read in the caller's transaction (see ``EventStore.read_stream``)."""
+        stored = await self.store.read_stream(Hold.stream_id(merchant_id, hold_id), conn=conn)
         events = [codec.decode(e) for e in stored]
         return Hold.replay(merchant_id, hold_id, [e for e in events if isinstance(e, _HOLD_EVENTS)])
 
-    async def sku(self, merchant_id: str, sku_id: str) -> SkuStock:
-        return await self.skus.load(merchant_id, sku_id)
+    async def sku(
+        self, merchant_id: str, sku_id: str, *, conn: Connection | None = None
+    ) -> SkuStock:
+        return await self.skus.load(merchant_id, sku_id, conn=conn)
 
     async def schedule(
         self, sku: SkuStock, allocated: StockAllocatedToSale, scheduled: FlashSaleScheduled
@@ -358,7 +361,10 @@ class SaleTransaction:
         self._sku_events: list[AllocationReturned] = []
 
     async def hold(self, hold_id: str) -> Hold:
-        return await self._ledger.hold(self.sale.merchant_id, hold_id)
+        # Through the locked connection: waiting on the pool while holding the sale's lock
+        # starved it when every pooled connection was waiting on that lock (a burst of
+        # payments confirming holds of one sale timed out that way).
+        return await self._ledger.hold(self.sale.merchant_id, hold_id, conn=self._conn)
 
     async def durable_holds(self) -> list[DurableHold]:
         rows = await self._conn.fetch(
@@ -433,7 +439,9 @@ class SaleTransaction:
 
     async def _return_to_sku(self, quantity: int) -> None:
         if self._sku is None:
-            self._sku = await self._ledger.sku(self.sale.merchant_id, self.sale.sku_id)
+            self._sku = await self._ledger.sku(
+                self.sale.merchant_id, self.sale.sku_id, conn=self._conn
+            )
         on_hand = self._sku.on_hand + sum(e.quantity for e in self._sku_events)
         self._sku_events.append(self._sku.take_back(self.sale.sale_id, quantity))
         self._sku_events[-1] = replace(self._sku_events[-1], on_hand_after=on_hand + quantity)

@@ -10,6 +10,7 @@ from services.inventory.domain.stock import (
     StockEvent,
     StockReceived,
 )
+from services.kit.db import Connection
 from services.kit.eventstore import EventStore, StreamAppend
 
 SKU_EVENTS = (StockReceived, StockAllocatedToSale, AllocationReturned)
@@ -19,8 +20,11 @@ class EventSourcedStockRepository:
     def __init__(self, store: EventStore) -> None:
         self._store = store
 
-    async def load(self, merchant_id: str, sku_id: str) -> SkuStock:
-        stored = await self._store.read_stream(SkuStock.stream_id(merchant_id, sku_id))
+    async def load(
+        self, merchant_id: str, sku_id: str, *, conn: Connection | None = None
+    ) -> SkuStock:
+        """``conn``: read in the caller's transaction (see ``EventStore.read_stream``)."""
+        stored = await self._store.read_stream(SkuStock.stream_id(merchant_id, sku_id), conn=conn)
         events = [codec.decode(e) for e in stored]
         return SkuStock.replay(
             merchant_id, sku_id, [e for e in events if isinstance(e, SKU_EVENTS)]

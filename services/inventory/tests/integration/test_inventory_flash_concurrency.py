@@ -12,7 +12,9 @@ from dataclasses import dataclass, replace
 import pytest
 
 from services.inventory.application.flash_sales import FlashSales, Reservation
-from services.inventory.domain.sale import PerUserLimitError
+from services.inventory.bootstrap import inventory
+from services.inventory.domain.sale import HoldState, PerUserLimitError, ReleaseReason
+from services.inventory.settings import InventorySettings
 from services.inventory.tests.conftest import Clock, InventoryFactory
 from services.inventory.tests.flash_helpers import (
     DEADLINE_SECONDS,
@@ -199,3 +201,28 @@ async def test_a_double_tap_decided_in_the_same_batch_as_the_first_gets_the_same
         assert again.reserved
         assert first.expires_at == again.expires_at
         assert (await audit(stage)).held == 1
+
+
+async def test_a_burst_of_payments_and_cancellations_on_one_sale_completes_on_a_small_pool(
+    inventory_settings: InventorySettings,
+) -> None:
+    """Each confirm or release holds the sale's row lock; none may then wait on the pool for
+    a second connection, which every other call of the burst holds while waiting on that
+    lock (it used to: a burst of payments timed out in the 2,000-buyer storm)."""
+    clock = Clock()
+    small = inventory_settings.model_copy(update={"postgres_pool_max": 3})
+    async with inventory(small, clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=12)
+        for n in range(12):
+            assert (await stage.reserve(f"buyer-{n}", 1, f"order-{n}")).reserved
+        paid = [stage.flash_sales.confirm(stage.merchant, f"order-{n}") for n in range(8)]
+        cancelled = [
+            stage.flash_sales.release(stage.merchant, f"order-{n}", ReleaseReason.CANCELLED)
+            for n in range(8, 12)
+        ]
+
+        states = await asyncio.wait_for(asyncio.gather(*paid, *cancelled), DEADLINE_SECONDS)
+
+        assert states == [HoldState.CONFIRMED] * 8 + [HoldState.RELEASED] * 4
+        status = await audit(stage)
+        assert (status.sold, status.held, status.available) == (8, 0, 4)

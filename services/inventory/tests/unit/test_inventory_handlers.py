@@ -32,8 +32,10 @@ class InterleavingEventStore(InMemoryEventStore):
         super().__init__()
         self.conflicts = 0
 
-    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
-        found = await super().read_stream(stream_id, after_version)
+    async def read_stream(
+        self, stream_id: str, after_version: int = 0, *, conn: Connection | None = None
+    ) -> list[StoredEvent]:
+        found = await super().read_stream(stream_id, after_version, conn=conn)
         await asyncio.sleep(0)
         return found
 
