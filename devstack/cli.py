@@ -247,13 +247,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; what follows ``test`` goes to pytest as written (``-m chaos``
+    first included, which argparse's remainder would refuse) and ``bench``'s options go to
+    python -m bench."""
     parser = _parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(raw)
+    if args.command == "test":
+        args.pytest_args = raw[raw.index("test") + 1 :]
+    elif unknown:
         if args.command != "bench":
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.bench_args = unknown  # python -m bench's own options
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
     config = StackConfig()
     run: Callable[[StackConfig, argparse.Namespace], int] = args.run
     try:

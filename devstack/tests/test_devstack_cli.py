@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from devstack import stack
-from devstack.cli import main
+from devstack.cli import main, parse
 from devstack.config import StackConfig
 from devstack.install import StackError
 from services.kit.identity import Role, TokenVerifier
@@ -107,3 +107,14 @@ def test_a_review_asked_for_without_its_merchant_is_a_usage_error(
         main(["report", "room-1"])
     assert exit_info.value.code == 2
     assert "--merchant" in capsys.readouterr().err
+
+
+def test_what_follows_test_goes_to_pytest_as_written_options_first_included() -> None:
+    assert parse(["test", "-m", "chaos"]).pytest_args == ["-m", "chaos"]
+    assert parse(["test", "tests/e2e", "-k", "storm", "-s"]).pytest_args == [
+        "tests/e2e",
+        "-k",
+        "storm",
+        "-s",
+    ]
+    assert parse(["test"]).pytest_args == []
