@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import asyncpg
 import uvloop
 
-from bench.procs import postmaster_of, process_cpu, tree_cpu
+from bench.procs import CpuWindow, postmaster_of, process_cpu, tree_cpu
 from devstack.config import StackConfig
 from services.kit.db import create_pool
 
@@ -33,20 +33,21 @@ async def _measure(
             await pool.fetchval("SELECT $1::int", 1)
 
     await asyncio.gather(*(worker(100) for _ in range(concurrency)))  # warm: all connected
-    backend = await pool.fetchval("SELECT pg_backend_pid()")
-    postmaster = postmaster_of(backend)
-    before_pg = tree_cpu(postmaster) if postmaster else None
-    before_own = process_cpu(os.getpid()) or 0.0
+    postmaster = postmaster_of(await pool.fetchval("SELECT pg_backend_pid()"))
+    window = CpuWindow({"client": lambda: process_cpu(os.getpid())})
+    if postmaster is not None:
+        window.add("postgres", lambda: tree_cpu(postmaster))
+    await window.start()
     started = time.perf_counter()
     await asyncio.gather(*(worker(queries // concurrency) for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    own = (process_cpu(os.getpid()) or 0.0) - before_own
-    after_pg = tree_cpu(postmaster) if postmaster else None
-    postgres = 0.0
-    if before_pg is not None and after_pg is not None:
-        postgres = sum(max(0.0, cpu - before_pg.get(pid, 0.0)) for pid, cpu in after_pg.items())
+    percent = await window.stop()
     done = queries // concurrency * concurrency
-    return done / elapsed, 1e6 * own / done, 1e6 * postgres / done
+
+    def per_query(party: str) -> float:
+        return percent.get(party, 0.0) / 100 * elapsed * 1e6 / done
+
+    return done / elapsed, per_query("client"), per_query("postgres")
 
 
 async def run(dsn: str, queries: int, concurrency: int, rounds: int) -> None:
