@@ -59,6 +59,12 @@ async def evalsha_many(
     """Run ``script`` once per call (keys then arguments) in one pipeline; the replies in
     order. (Not redis-py's Script objects: in a pipeline they cost a SCRIPT EXISTS round
     trip per batch.) A reply that is an error is raised."""
+    if len(calls) == 1:  # one call: no pipeline to set up
+        try:
+            return [await redis.evalsha(script.sha, numkeys, *calls[0])]
+        except NoScriptError:
+            await redis.script_load(script.script)
+            return [await redis.evalsha(script.sha, numkeys, *calls[0])]
     replies: list[Any] = [None] * len(calls)
     pending = list(range(len(calls)))
     for _ in range(2):

@@ -1,18 +1,24 @@
 """Abuse limits: per-user and per-client-address rate limits in Redis, shared by every
 replica of a service.
 
-The counting is the ``limits`` library's moving window over Redis: one Lua script per
-check records the hit and decides in one atomic step, so replicas racing on one key never
-let more than the limit through, and the window slides (no burst of twice the limit at a
-window's edge, as fixed windows allow). A service names its actions (``buy``, ``claim``,
-``comment``) and gives each a per-user and a per-address limit in the ``limits`` notation
-(``"10/10 seconds"``, ``"600/minute"``); an HTTP route takes :func:`limit_rate` as a
-dependency. A refusal is :class:`RateLimitedError`: 429 problem+json with ``Retry-After``.
+The counting is a moving window per key (the accepted attempts' times, newest first, at
+most the limit long): ``lua/ratelimit.lua`` records the attempt and decides in one atomic
+step, so replicas racing on one key never let more than the limit through, and the window
+slides (no burst of twice the limit at a window's edge, as fixed windows allow). A check's
+two keys (the user's and the address's) are sent in one pipeline: one round trip. A service
+names its actions (``buy``, ``comment``) and gives each a per-user and a per-address limit
+in the ``limits`` notation (``"10/10 seconds"``, ``"600/minute"``, parsed by the ``limits``
+library); an HTTP route takes :func:`limit_rate` as a dependency. A refusal is
+:class:`RateLimitedError`: 429 problem+json with ``Retry-After``.
 
-An attempt the limit refuses is not counted (the window is of accepted attempts), so a
-client that slows down is let through again as soon as its oldest accepted attempt leaves
-the window; an attempt the user's key accepts and the address's key refuses still counts
-against the user.
+Counted by hand rather than with ``limits``' own Redis strategy (the same moving window):
+that strategy makes one round trip per key, two per check and a third for a refusal's
+Retry-After, and it costs about twice the caller's CPU per check, on the buy route, the
+hottest public route of a flash sale (``python -m bench.rate_limits``; docs/benchmarks.md).
+
+An attempt a limit refuses is not counted by that limit, so a client that slows down is let
+through again as soon as its oldest accepted attempt leaves the window. The two keys are
+asked together, so each counts an attempt it accepts whatever the other answers.
 
 When Redis cannot be reached the check lets the request through (logged and counted): the
 limits protect against abuse, not correctness, and the writes they guard answer for
@@ -35,17 +41,16 @@ from typing import Annotated
 
 from fastapi import FastAPI, Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import AfterValidator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.kit import metrics
-from services.kit.errors import ResourceExhaustedError
+from services.kit.errors import ResourceExhaustedError, UnavailableError
 from services.kit.http import CurrentCaller
 from services.kit.identity import Caller
 from services.kit.logging import get_logger
+from services.kit.lua import evalsha_many, register_scripts
 from services.kit.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -147,40 +152,38 @@ class RateLimiter:
         limits: Mapping[str, RateLimit],
         exempt_networks: Sequence[str] = (),
     ) -> None:
+        self._redis = redis
         self._service = service
-        self._items = {action: limit.items() for action, limit in limits.items()}
+        self._windows = {action: limit.windows() for action, limit in limits.items()}
         self._exempt = ExemptNetworks(exempt_networks)
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=f"ratelimit:{service}",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # typed too narrowly
-        )
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._script = register_scripts(redis, "services.kit", ["ratelimit"])["ratelimit"]
+        self._prefix = f"ratelimit:{service}"
 
     async def check(self, action: str, *, user: str, address: str) -> None:
         """Count one attempt of ``action``; raise RateLimitedError if the user or the
         address went past its limit."""
         try:
-            per_user, per_address = self._items[action]
+            per_user, per_address = self._windows[action]
         except KeyError as error:
             raise UnknownRateLimitError(f"no rate limit configured for {action!r}") from error
-        try:
-            user_ok = await self._limiter.hit(per_user, action, "user", user)
-            address_ok = self._exempt.cover(address) or await self._limiter.hit(
-                per_address, action, "address", address
+        now_ms = int(time.time() * 1000)
+        keyed = f"{self._prefix}:{action}"
+        calls = [(f"{keyed}:user:{user}", now_ms, per_user.amount, per_user.milliseconds)]
+        if not self._exempt.cover(address):
+            calls.append(
+                (f"{keyed}:address:{address}", now_ms, per_address.amount, per_address.milliseconds)
             )
-            if user_ok and address_ok:
-                return
-            refused = (per_user, "user", user) if not user_ok else (per_address, "address", address)
-            stats = await self._limiter.get_window_stats(refused[0], action, *refused[1:])
-        except RedisError as error:
+        try:
+            waits = await evalsha_many(self._redis, self._script, 1, calls)
+        except (RedisError, UnavailableError) as error:
             log.warning(
                 "rate limit not checked: redis unavailable", action=action, error=repr(error)
             )
             metrics.RATE_LIMITED.labels(self._service, action, "unchecked").inc()
             return
-        raise rate_limited(self._service, action, refused[1], stats.reset_time - time.time())
+        for who, wait_ms in zip(("user", "address"), waits, strict=False):
+            if int(wait_ms) > 0:
+                raise rate_limited(self._service, action, who, int(wait_ms) / 1000)
 
 
 def install_rate_limiter(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 
@@ -23,3 +24,17 @@ def assert_every_figure_measured(
         if key != "a" or raw_counts_ops:
             assert figure["ops"] > 0, (key, figure)
         assert not figure["errors"], (key, figure["errors"])
+
+
+def assert_first_round_measured(printed: str, unit: str, sides: Sequence[str]) -> None:
+    """A comparison bench's printed first round (``round 1  <side> <rate> <unit>/s  client
+    <µs> ...``): one line per side, in order, each with a rate and the client's CPU."""
+    figures = [line for line in printed.splitlines() if line.startswith("round 1")]
+    assert len(figures) == len(sides), figures
+    for figure, side in zip(figures, sides, strict=True):
+        assert side in figure, (side, figure)
+        found = re.search(rf"([\d,]+) {unit}/s\s+client\s+([\d.]+)", figure)
+        assert found is not None, figure
+        rate, client = found.groups()
+        assert int(rate.replace(",", "")) > 0, figure
+        assert float(client) > 0, figure

@@ -146,6 +146,27 @@ async def test_an_exempt_network_skips_only_the_address_limit(stack: StackEndpoi
         await redis.aclose()
 
 
+async def test_each_limit_counts_what_it_accepts_whatever_the_other_answers(
+    stack: StackEndpoints,
+) -> None:
+    redis = create_redis(stack.redis_url)
+    limiter = RateLimiter(redis, unique("rl"), {"buy": RateLimit("1/minute", "2/minute")})
+    try:
+        await limiter.check("buy", user="a", address="192.0.2.7")
+        with pytest.raises(ResourceExhaustedError, match="user"):
+            await limiter.check("buy", user="a", address="192.0.2.7")
+        with pytest.raises(ResourceExhaustedError, match="address") as refused:
+            await limiter.check("buy", user="b", address="192.0.2.7")
+        with pytest.raises(ResourceExhaustedError, match="user"):  # b's first counted
+            await limiter.check("buy", user="b", address="192.0.2.8")
+        await limiter.check("buy", user="c", address="192.0.2.8")
+    finally:
+        await redis.aclose()
+
+    assert refused.value.retry_after_seconds is not None
+    assert 1 <= refused.value.retry_after_seconds <= 60
+
+
 async def test_the_limit_lets_requests_through_when_redis_is_down() -> None:
     redis = create_redis("redis://127.0.0.1:9/0", wait_seconds=0.2)
     limiter = RateLimiter(redis, "down", {"buy": RateLimit("1/minute", "1/minute")})

@@ -16,7 +16,9 @@ local now = tonumber(ARGV[3])
 local function wait_ms(key, limit, window)
   if limit <= 0 then return 0 end
   local oldest = redis.call('LINDEX', key, limit - 1)
-  if oldest and tonumber(oldest) > now - window then return tonumber(oldest) + window - now end
+  if oldest and tonumber(oldest) > now - window then
+    return math.min(window, tonumber(oldest) + window - now)
+  end
   return 0
 end
 
