@@ -48,7 +48,7 @@ def assemble(
     """The service's parts on a pool and a Redis client the caller opened (and closes, with
     the ledger's connection: ``await parts.ledger.close()``)."""
     store = PostgresEventStore(pool, settings.service_name)
-    ledger = SaleLedger(pool, store)
+    ledger = SaleLedger(pool, store, group_commits=settings.reserve_group_commits)
     return Inventory(
         settings=settings,
         pool=pool,

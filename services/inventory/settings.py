@@ -17,8 +17,14 @@ class InventorySettings(ServiceSettings):
     grpc_port: int = 50101
     order_events_topic: str = "order.events"
     """The order service's topic: cancelled and refunded orders release their holds."""
-    reserve_max_batch: int = Field(default=256, ge=1, le=4096)
-    """At most this many reservations share one Redis pipeline and one group commit."""
+    reserve_max_batch: int = Field(default=32, ge=1, le=4096)
+    """At most this many reservations share one Redis pipeline and one group commit. Small
+    enough that a process with a few dozen reservations in flight cuts them into batches
+    whose group commits overlap (``reserve_group_commits``)."""
+    reserve_group_commits: int = Field(default=2, ge=1, le=8)
+    """Reservation batches recorded at once, each on a connection of its own: while one
+    batch's transaction runs in Postgres (the sale's row lock orders them there), the
+    process decides and prepares the next (docs/benchmarks.md, session 10)."""
     reserve_decide_interval_ms: float = Field(default=6.0, ge=0, le=100)
     """Under load, reservations are sent to Redis at most this often, one pipeline carrying
     all that arrived meanwhile (gRPC calls arrive one by one; a pipeline each cost more CPU

@@ -8,6 +8,7 @@ only this, on asyncpg, and the migration tools on PyPI bring a synchronous drive
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -96,6 +97,35 @@ class KeptConnection:
         if self._kept is not None:
             await self._pool.release(self._kept)
             self._kept = None
+
+
+class KeptConnections:
+    """``count`` kept connections (:class:`KeptConnection`) for a writer that runs up to
+    ``count`` transactions at once (a group commit behind a micro-batcher with that many
+    flushes in flight): ``use()`` lends a free one, waiting for one when all are lent. Two
+    group commits in flight let one batch's transaction run in the database while the
+    process prepares the next batch; what they both lock (a sale's row) still orders them
+    in the database, not in the process."""
+
+    def __init__(self, pool: asyncpg.Pool, count: int) -> None:
+        self._free: asyncio.Queue[KeptConnection] = asyncio.Queue()
+        for _ in range(count):
+            self._free.put_nowait(KeptConnection(pool))
+        self.count = count
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[PoolConnectionProxy]:
+        kept = await self._free.get()
+        try:
+            async with kept.use() as conn:
+                yield conn
+        finally:
+            self._free.put_nowait(kept)
+
+    async def close(self) -> None:
+        """Give every connection back to the pool (none may be lent)."""
+        while not self._free.empty():
+            await self._free.get_nowait().close()
 
 
 def _lost(conn: PoolConnectionProxy) -> bool:

@@ -38,7 +38,7 @@ from services.inventory.domain.stock import (
     StockAllocatedToSale,
 )
 from services.kit.context import MessageContext
-from services.kit.db import Connection, KeptConnection
+from services.kit.db import Connection, KeptConnections
 from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend
 from services.kit.timers import schedule_timer
 
@@ -114,14 +114,22 @@ def _append(
 
 
 class SaleLedger:
-    def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, store: PostgresEventStore, *, group_commits: int = 2
+    ) -> None:
+        """``group_commits``: how many reservation batches may be recorded at once (each on
+        a connection of its own; the sale's row lock orders them in the database)."""
         self._pool = pool
         self.store = store
         self.skus = EventSourcedStockRepository(store)
-        self._committer = KeptConnection(pool)  # the group commit runs one at a time
+        self._committers = KeptConnections(pool, group_commits)
+
+    @property
+    def group_commits(self) -> int:
+        return self._committers.count
 
     async def close(self) -> None:
-        await self._committer.close()
+        await self._committers.close()
 
     async def sale(self, merchant_id: str, sale_id: str) -> tuple[FlashSale, SaleCounters]:
         row = await self._pool.fetchrow(
@@ -208,7 +216,7 @@ class SaleLedger:
         when durable, or the reason it was refused (stale epoch, hold id taken, no sale)."""
         # A COMMIT that lost the database raises unless the batch was recorded after all.
         return await self.store.settled_batch(
-            self._committer.use(), pending, self._record_reservations
+            self._committers.use(), pending, self._record_reservations
         )
 
     async def _record_reservations(

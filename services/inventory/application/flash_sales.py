@@ -126,7 +126,10 @@ class FlashSales:
             name="inventory.reserve.decide",
         )
         self._recording: MicroBatcher[tuple[FlashSale, PendingHold], None] = MicroBatcher(
-            self._record, max_batch=max_batch, max_in_flight=1, name="inventory.reserve.record"
+            self._record,
+            max_batch=max_batch,
+            max_in_flight=records.group_commits,
+            name="inventory.reserve.record",
         )
 
     # -- the hot path -------------------------------------------------------------------

@@ -236,6 +236,11 @@ class SaleRecords(Protocol):
         it was refused (StaleEpochError, HoldConflictError, SaleNotFoundError)."""
         ...
 
+    @property
+    def group_commits(self) -> int:
+        """How many record_reservations calls may run at once."""
+        ...
+
     def locked_sale(
         self, merchant_id: str, sale_id: str
     ) -> AbstractAsyncContextManager[LockedSale, bool | None]: ...
