@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from services.kit.errors import UnavailableError
 
@@ -59,19 +59,10 @@ async def evalsha_many(
     """Run ``script`` once per call (keys then arguments) in one pipeline; the replies in
     order. (Not redis-py's Script objects: in a pipeline they cost a SCRIPT EXISTS round
     trip per batch.) A reply that is an error is raised."""
-    if len(calls) == 1:  # one call: no pipeline to set up
-        try:
-            return [await redis.evalsha(script.sha, numkeys, *calls[0])]
-        except NoScriptError:
-            await redis.script_load(script.script)
-            return [await redis.evalsha(script.sha, numkeys, *calls[0])]
     replies: list[Any] = [None] * len(calls)
     pending = list(range(len(calls)))
     for _ in range(2):
-        pipe = redis.pipeline(transaction=False)
-        for index in pending:
-            pipe.evalsha(script.sha, numkeys, *calls[index])
-        answers = await pipe.execute(raise_on_error=False)
+        answers = await _send(redis, script.sha, numkeys, [calls[i] for i in pending])
         missing = []
         for index, answer in zip(pending, answers, strict=True):
             if isinstance(answer, NoScriptError):
@@ -85,3 +76,18 @@ async def evalsha_many(
         await redis.script_load(script.script)
         pending = missing
     raise UnavailableError("Redis keeps forgetting a script")
+
+
+async def _send(redis: Redis, sha: str, numkeys: int, calls: Sequence[Sequence[Any]]) -> list[Any]:
+    """One round trip: the replies, an error reply as its exception. A lone call goes
+    without a pipeline (setting one up costs more than the call)."""
+    if len(calls) == 1:
+        try:
+            return [await redis.evalsha(sha, numkeys, *calls[0])]
+        except ResponseError as error:
+            return [error]
+    pipe = redis.pipeline(transaction=False)
+    for call in calls:
+        pipe.evalsha(sha, numkeys, *call)
+    answers: list[Any] = await pipe.execute(raise_on_error=False)
+    return answers
