@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from uuid import UUID
 
 import asyncpg
 
@@ -39,7 +40,7 @@ from services.inventory.domain.stock import (
 )
 from services.kit.context import MessageContext
 from services.kit.db import Connection, KeptConnections
-from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend
+from services.kit.eventstore import PostgresEventStore, StreamAppend
 from services.kit.timers import schedule_timer
 
 SALE_END_TIMER = "inventory-sale-end"
@@ -221,9 +222,9 @@ class SaleLedger:
 
     async def _record_reservations(
         self, conn: Connection, pending: Sequence[PendingHold], results: list[BaseException | None]
-    ) -> list[StoredEvent]:
+    ) -> list[UUID]:
         """The batch's statements in the caller's transaction: ``results`` gets each refusal;
-        returns the events appended."""
+        returns the ids of the events appended."""
         keys = sorted({(p.merchant_id, p.event.sale_id) for p in pending})
         rows = await conn.fetch(
             f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
@@ -313,10 +314,10 @@ class SaleLedger:
                     )
                 )
             updates.append((key, after))
-        stored = await self.store.append(appends, conn=conn, savepoint=False)
+        appended = await self.store.append_ids(appends, conn=conn)
         for (merchant, sale_id), after in updates:
             await _save_counters(conn, merchant, sale_id, after)
-        return stored
+        return appended
 
     @asynccontextmanager
     async def locked_sale(self, merchant_id: str, sale_id: str) -> AsyncIterator[SaleTransaction]:

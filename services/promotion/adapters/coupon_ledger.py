@@ -10,12 +10,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import cast
+from uuid import UUID
 
 import asyncpg
 
 from livecommerce.promotion.v1 import events_pb2 as pb
 from services.kit.db import Connection, KeptConnection
-from services.kit.eventstore import PostgresEventStore, StoredEvent
+from services.kit.eventstore import PostgresEventStore
 from services.promotion.adapters import codec, streams
 from services.promotion.application.ports import DurableClaim, PendingClaim, StaleEpochError
 from services.promotion.domain.coupons import (
@@ -243,7 +244,7 @@ class CouponLedger:
 
     async def _record_claims(
         self, conn: Connection, pending: Sequence[PendingClaim], results: list[BaseException | None]
-    ) -> list[StoredEvent]:
+    ) -> list[UUID]:
         """The batch's statements in the caller's transaction: ``results`` gets each refusal;
         returns the events appended."""
         keys = sorted({(p.merchant_id, p.event.template_id) for p in pending})
@@ -277,7 +278,7 @@ class CouponLedger:
                 seen.add(claim_key)
         if not accepted:
             return []
-        return await self._store.append(
+        return await self._store.append_ids(
             [
                 streams.append(
                     streams.COUPON,
@@ -290,7 +291,6 @@ class CouponLedger:
                 for p in accepted
             ],
             conn=conn,
-            savepoint=False,
         )
 
     # -- coupons ---------------------------------------------------------------------------
