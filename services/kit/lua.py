@@ -19,6 +19,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from services.kit.errors import UnavailableError
+from services.kit.redis import execute_pipeline
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -89,5 +90,4 @@ async def _send(redis: Redis, sha: str, numkeys: int, calls: Sequence[Sequence[A
     pipe = redis.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(sha, numkeys, *call)
-    answers: list[Any] = await pipe.execute(raise_on_error=False)
-    return answers
+    return await execute_pipeline(pipe, raise_on_error=False)

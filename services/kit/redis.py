@@ -1,18 +1,32 @@
-"""Redis clients for the services: asyncio, string replies, hiredis parsing and packing."""
+"""Redis clients for the services: asyncio, string replies, hiredis parsing and packing, and
+pipelines read under one deadline."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+from contextvars import ContextVar
 from typing import Any
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+SOCKET_TIMEOUT_SECONDS = 5.0
+"""How long a command's reply may take (redis-py's own default, stated here)."""
+
+_ONE_DEADLINE: ContextVar[bool] = ContextVar("redis_pipeline_under_one_deadline", default=False)
 
 
 class HiredisPackingConnection(Connection):
     """redis-py's asyncio connection packs every command in Python (a quarter of the reserve
     path's CPU in a profile); its synchronous connection packs with hiredis in C when hiredis
-    is installed. This does the same here: the bytes on the wire are the same."""
+    is installed. This does the same here: the bytes on the wire are the same.
+
+    It also reads the replies of a pipeline sent by :func:`execute_pipeline` without a
+    deadline of their own: that caller's single deadline bounds them all."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET": one word a part
@@ -22,6 +36,36 @@ class HiredisPackingConnection(Connection):
             return [hiredis.pack_command(args)]
         except TypeError as error:
             raise DataError(str(error)) from error
+
+    async def read_response(
+        self,
+        disable_decoding: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - redis-py's signature, overridden
+        **options: Any,
+    ) -> Any:
+        if timeout is None and _ONE_DEADLINE.get():
+            timeout = math.inf  # redis-py's "no deadline of its own for this read"
+        return await super().read_response(disable_decoding, timeout, **options)
+
+
+async def execute_pipeline(pipe: Pipeline, *, raise_on_error: bool = True) -> list[Any]:
+    """``pipe.execute()`` under one deadline for the whole round trip instead of one per
+    reply. redis-py arms and disarms an event-loop timer around every reply it reads, even
+    when the reply is already in the buffer: ~4 µs of CPU per command, 40 % of what a
+    pipelined EVALSHA costs the client (measured, docs/benchmarks.md). A reply that does not
+    come within the socket timeout is a Redis TimeoutError, as for a single command, and
+    the connection is dropped (redis-py closes a connection whose read was interrupted)."""
+    seconds = pipe.connection_pool.connection_kwargs.get("socket_timeout")
+    seconds = SOCKET_TIMEOUT_SECONDS if seconds is None else seconds
+    token = _ONE_DEADLINE.set(True)
+    try:
+        async with asyncio.timeout(seconds):
+            replies: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
+            return replies
+    except TimeoutError as error:
+        raise RedisTimeoutError(f"Redis did not answer a pipeline within {seconds} s") from error
+    finally:
+        _ONE_DEADLINE.reset(token)
 
 
 def create_redis(url: str, *, max_connections: int = 64, wait_seconds: float = 5.0) -> Redis:
@@ -36,6 +80,7 @@ def create_redis(url: str, *, max_connections: int = 64, wait_seconds: float = 5
         decode_responses=True,
         health_check_interval=30,
         socket_keepalive=True,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
         connection_class=HiredisPackingConnection,
     )
     return Redis(connection_pool=pool)

@@ -1,0 +1,80 @@
+"""A pipeline read under one deadline (``execute_pipeline``) against the real Redis: every
+reply in order, error replies as answers, a Redis that does not answer in time a Redis
+TimeoutError, and single commands keeping their own deadline afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.kit.redis import HiredisPackingConnection, create_redis, execute_pipeline
+from services.kit.testing import StackEndpoints, unique
+
+SHORT_DEADLINE = 0.3
+BLOCKING_SECONDS = 2
+
+
+@pytest_asyncio.fixture
+async def impatient(stack: StackEndpoints) -> AsyncIterator[Redis]:
+    """A client that waits at most SHORT_DEADLINE seconds for a reply."""
+    pool = BlockingConnectionPool.from_url(
+        stack.redis_url,
+        max_connections=4,
+        decode_responses=True,
+        socket_timeout=SHORT_DEADLINE,
+        connection_class=HiredisPackingConnection,
+    )
+    redis = Redis(connection_pool=pool)
+    yield redis
+    await redis.aclose()
+
+
+async def test_a_pipeline_answers_every_command_in_order_with_error_replies_as_answers(
+    stack: StackEndpoints,
+) -> None:
+    redis = create_redis(stack.redis_url)
+    text, number = unique("pipe-text"), unique("pipe-number")
+    try:
+        pipe = redis.pipeline(transaction=False)
+        pipe.set(text, "not a number")
+        pipe.incr(number)
+        pipe.incr(text)
+        pipe.incr(number)
+        answers = await execute_pipeline(pipe, raise_on_error=False)
+    finally:
+        await redis.delete(text, number)
+        await redis.aclose()
+
+    assert answers[:2] == [True, 1]
+    assert isinstance(answers[2], ResponseError)
+    assert answers[3] == 2
+
+
+async def test_a_pipeline_redis_does_not_answer_in_time_is_a_redis_timeout_and_the_client_recovers(
+    impatient: Redis,
+) -> None:
+    empty_list = unique("pipe-empty")
+    pipe = impatient.pipeline(transaction=False)
+    pipe.ping()
+    pipe.blpop([empty_list], timeout=BLOCKING_SECONDS)  # answers only after BLOCKING_SECONDS
+
+    with pytest.raises(RedisTimeoutError):
+        await execute_pipeline(pipe)
+
+    assert await impatient.ping() is True  # the interrupted connection was not reused
+
+
+async def test_a_single_command_after_a_pipeline_keeps_its_own_deadline(
+    impatient: Redis,
+) -> None:
+    pipe = impatient.pipeline(transaction=False)
+    pipe.ping()
+    assert await execute_pipeline(pipe) == [True]
+
+    with pytest.raises(RedisTimeoutError):
+        await impatient.blpop([unique("pipe-empty")], timeout=BLOCKING_SECONDS)
