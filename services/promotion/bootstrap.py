@@ -65,7 +65,7 @@ async def promotion(
             channel = authenticated_channel(settings.inventory_grpc_target, identity.token)
             inventory = GrpcInventorySales(channel)
         prices = PriceBook(pool, store)
-        coupon_ledger = CouponLedger(pool, store)
+        coupon_ledger = CouponLedger(pool, store, group_commits=settings.claim_group_commits)
         coupons = Coupons(
             coupon_ledger,
             RedisCouponStock(redis, settings.claim_rate_limit),

@@ -18,8 +18,12 @@ class PromotionSettings(ServiceSettings):
     grpc_port: int = 50103
     inventory_grpc_target: str = "127.0.0.1:50101"
     """Where the inventory gRPC server is (campaigns allocate their stock there)."""
-    claim_max_batch: int = Field(default=256, ge=1, le=4096)
+    claim_max_batch: int = Field(default=32, ge=1, le=4096)
     """At most this many coupon claims share one Redis pipeline and one group commit."""
+    claim_group_commits: int = Field(default=2, ge=1, le=8)
+    """How many group commits of claims may run at once, each on a connection of its own:
+    with two, one batch is recorded while the next is decided, and the process is not idle
+    while Postgres commits (docs/benchmarks.md, coupon claims, session 11)."""
     coupon_lock_seconds: int = Field(default=900, ge=10, le=86_400)
     """How long PriceOrder locks coupons for an order that names no lock_until."""
     order_events_topic: str = "order.events"

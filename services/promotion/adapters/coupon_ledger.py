@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from livecommerce.promotion.v1 import events_pb2 as pb
-from services.kit.db import Connection, KeptConnection
+from services.kit.db import Connection, KeptConnections
 from services.kit.eventstore import PostgresEventStore
 from services.promotion.adapters import codec, streams
 from services.promotion.application.ports import DurableClaim, PendingClaim, StaleEpochError
@@ -111,13 +111,21 @@ class _LockedTemplate:
 
 
 class CouponLedger:
-    def __init__(self, pool: asyncpg.Pool, store: PostgresEventStore) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, store: PostgresEventStore, *, group_commits: int = 1
+    ) -> None:
+        """``group_commits``: how many claim batches may be recorded at once (each on a
+        connection of its own; the templates' row locks order them in the database)."""
         self._pool = pool
         self._store = store
-        self._committer = KeptConnection(pool)  # claims are group-committed one at a time
+        self._committers = KeptConnections(pool, group_commits)
+
+    @property
+    def group_commits(self) -> int:
+        return self._committers.count
 
     async def close(self) -> None:
-        await self._committer.close()
+        await self._committers.close()
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         return streams.transaction(self._pool)
@@ -240,7 +248,7 @@ class CouponLedger:
 
     async def record_claims(self, pending: Sequence[PendingClaim]) -> list[BaseException | None]:
         # A COMMIT that lost the database raises unless the batch was recorded after all.
-        return await self._store.settled_batch(self._committer.use(), pending, self._record_claims)
+        return await self._store.settled_batch(self._committers.use(), pending, self._record_claims)
 
     async def _record_claims(
         self, conn: Connection, pending: Sequence[PendingClaim], results: list[BaseException | None]

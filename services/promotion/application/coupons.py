@@ -86,6 +86,7 @@ class Coupons:
         self._recording: MicroBatcher[PendingClaim, None] = MicroBatcher(
             self._record,
             max_batch=max_batch,
+            max_in_flight=records.group_commits,
             name="promotion.claim.record",
         )
 

@@ -158,6 +158,11 @@ class CouponRecords(Protocol):
         self, merchant_id: str, template_id: str
     ) -> AbstractAsyncContextManager[LockedTemplate]: ...
 
+    @property
+    def group_commits(self) -> int:
+        """How many record_claims calls may run at once."""
+        ...
+
     async def record_claims(self, pending: Sequence[PendingClaim]) -> list[BaseException | None]:
         """Group commit: many claims, one transaction; per claim None when durable, or why
         it was refused (StaleEpochError, ClaimConflictError, TemplateNotFoundError)."""
