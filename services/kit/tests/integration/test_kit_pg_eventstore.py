@@ -300,6 +300,34 @@ async def test_a_stored_event_keeps_every_field_and_the_context_that_caused_it(
     assert read.payload == b"\x00\x01binary\xff"
 
 
+async def test_a_group_commits_append_returns_the_ids_in_order_and_stores_what_append_would(
+    database: TestDatabase, store: PostgresEventStore
+) -> None:
+    traced, plain = unique("traced"), unique("plain")
+    with_trace = MessageContext("corr-1", "cause-1", {"traceparent": "00-ab-cd-01"})
+    appends = [
+        StreamAppend(traced, "thing", "m1", 0, new_events(2, "t"), context=with_trace),
+        StreamAppend(plain, "thing", "m1", 0, new_events(1, "p")),
+    ]
+
+    async with database.pool.acquire() as conn, conn.transaction():
+        ids = await store.append_ids(appends, conn=conn)
+        nothing = await store.append_ids([append_to(unique("none"), 0, [])], conn=conn)
+
+    assert ids == [e.event_id for a in appends for e in a.events]
+    assert nothing == []
+    stored = await store.read_all(0)
+    assert [e.event_id for e in stored] == ids
+    assert [(e.stream_id, e.version, e.position) for e in stored] == [
+        (traced, 1, 1),
+        (traced, 2, 2),
+        (plain, 1, 3),
+    ]
+    assert [e.trace_context for e in stored] == [{"traceparent": "00-ab-cd-01"}] * 2 + [{}]
+    assert stored[0].correlation_id == "corr-1"
+    assert [e.payload for e in stored] == [b"t-0", b"t-1", b"p-0"]
+
+
 async def test_an_append_of_no_events_changes_nothing(store: PostgresEventStore) -> None:
     assert await store.append([]) == []
     assert await store.append([append_to(unique("s"), 0, [])]) == []
