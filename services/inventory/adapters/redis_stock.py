@@ -27,6 +27,7 @@ from services.inventory.application.ports import (
 )
 from services.inventory.domain.sale import FlashSale, ReserveStock, epoch_ms
 from services.kit.lua import evalsha_many, register_scripts, unavailable_on_redis_errors
+from services.kit.redis import execute_pipeline
 
 RESTOCK_CHANNEL = "inventory:restock"
 
@@ -277,11 +278,26 @@ class RedisFlashStock:
         return left
 
     @_unavailable_on_redis_errors
-    async def expired(self, sale: FlashSale, bucket: int, now_ms: int, limit: int) -> list[str]:
-        found = await self._redis.zrangebyscore(
-            keys_of(sale, bucket).expiry, "-inf", now_ms, start=0, num=limit
-        )
-        return [str(hold_id) for hold_id in found]
+    async def expiring(
+        self, sales: Sequence[FlashSale], now_ms: int, limit: int
+    ) -> list[list[list[str]] | None]:
+        if not sales:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for sale in sales:
+            for bucket in range(sale.buckets):
+                keys = keys_of(sale, bucket)
+                pipe.exists(keys.meta)
+                pipe.zrangebyscore(keys.expiry, "-inf", now_ms, start=0, num=limit)
+        replies = iter(await execute_pipeline(pipe))
+        found: list[list[list[str]] | None] = []
+        for sale in sales:
+            present, expired = True, []
+            for _ in range(sale.buckets):
+                present = bool(next(replies)) and present
+                expired.append([str(hold_id) for hold_id in next(replies)])
+            found.append(expired if present else None)
+        return found
 
     @_unavailable_on_redis_errors
     async def forget_pending(self, sale: FlashSale, bucket: int, hold_id: str) -> None:

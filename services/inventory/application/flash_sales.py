@@ -69,6 +69,9 @@ DRIFT = Gauge(
     "Units by which Redis and the event store disagree, per sale and figure",
     ["sale", "figure"],
 )
+SWEEP_CHUNK = 256
+"""Live sales a sweep looks at in one Redis round trip."""
+
 REBUILDS = Counter("livecommerce_inventory_rebuilds_total", "Sales rebuilt in Redis from events")
 
 
@@ -476,18 +479,28 @@ class FlashSales:
         return True
 
     async def sweep(self, limit: int = 500) -> int:
-        """Release expired holds (any number of replicas may sweep at once); return how many."""
+        """Release expired holds (any number of replicas may sweep at once); return how many.
+        The live sales are looked at SWEEP_CHUNK at a time, one Redis round trip each, so a
+        sweep's cost does not grow a round trip per sale and bucket."""
         now = self._clock()
+        now_ms = epoch_ms(now)
         released = 0
-        for sale in await self._records.live_sales():
-            # A sale Redis lost still has holds to expire: rebuild it. Asked without the
-            # sale's row lock first, so that a sweep of sales Redis has takes no lock the
-            # group commit waits for (rebuild asks again under the lock).
-            if not await self._stock.exists(sale):
-                await self.rebuild(sale)
-            for bucket in range(sale.buckets):
-                for hold_id in await self._stock.expired(sale, bucket, epoch_ms(now), limit):
-                    released += await self._expire(sale, bucket, hold_id, now)
+        sales = await self._records.live_sales()
+        for start in range(0, len(sales), SWEEP_CHUNK):
+            chunk = sales[start : start + SWEEP_CHUNK]
+            for sale, expired in zip(
+                chunk, await self._stock.expiring(chunk, now_ms, limit), strict=True
+            ):
+                if expired is None:
+                    # A sale Redis lost still has holds to expire: rebuild it, then look
+                    # again. Asked without the sale's row lock first, so that a sweep of
+                    # sales Redis has takes no lock the group commit waits for (rebuild
+                    # asks again under the lock).
+                    await self.rebuild(sale)
+                    (expired,) = await self._stock.expiring([sale], now_ms, limit)
+                for bucket, hold_ids in enumerate(expired or ()):
+                    for hold_id in hold_ids:
+                        released += await self._expire(sale, bucket, hold_id, now)
         return released
 
     async def _expire(self, sale: FlashSale, bucket: int, hold_id: str, now: datetime) -> int:

@@ -140,7 +140,13 @@ class FlashStock(Protocol):
 
     async def close(self, sale: FlashSale) -> int: ...
 
-    async def expired(self, sale: FlashSale, bucket: int, now_ms: int, limit: int) -> list[str]: ...
+    async def expiring(
+        self, sales: Sequence[FlashSale], now_ms: int, limit: int
+    ) -> list[list[list[str]] | None]:
+        """For each sale, in one round trip for them all: None when Redis has lost it (a
+        bucket is missing), else per bucket the ids of at most ``limit`` holds whose time
+        ran out by ``now_ms``."""
+        ...
 
     async def record(self, sale: FlashSale, bucket: int, hold_id: str) -> HoldRecord | None: ...
 

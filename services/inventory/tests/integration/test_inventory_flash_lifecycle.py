@@ -80,6 +80,39 @@ async def test_a_hold_that_runs_out_is_released_by_the_sweeper_and_its_units_sel
         assert (status.held, status.available) == (2, 0)
 
 
+async def test_one_sweep_releases_the_run_out_holds_of_every_sale_and_bucket_and_of_a_lost_sale(
+    make_inventory: InventoryFactory,
+) -> None:
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stages = [
+            await stage_sale(parts, clock, allocated=8, hold_ttl_seconds=TTL, buckets=buckets)
+            for buckets in (1, 4, 2)
+        ]
+        for stage in stages:
+            for buyer in range(4):
+                assert (await stage.reserve(f"buyer-{buyer}")).reserved
+        spread = stages[1]
+        buckets_used = {
+            bucket
+            for bucket in range(4)
+            for hold in (await tally(spread)).state
+            if await spread.redis_stock.record(spread.sale, bucket, hold) is not None
+        }
+        await stages[2].lose_redis()  # the sweep rebuilds it, then releases its holds too
+        clock.advance(TTL + 1)
+
+        released = await stages[0].flash_sales.sweep()
+
+        assert len(buckets_used) > 1  # the four buyers' holds are in more than one bucket
+        assert released >= 12  # the module's other sales may have holds that ran out too
+        for stage in stages:
+            events = await tally(stage)
+            assert events.reasons == {"expired": 4}
+            status = await audit(stage)
+            assert (status.held, status.available) == (0, 8)
+
+
 async def test_paying_for_a_hold_after_the_sweeper_released_it_is_refused(
     make_inventory: InventoryFactory,
 ) -> None:
