@@ -391,12 +391,14 @@ class PostgresEventStore:
         COMMIT that loses the database is settled (:meth:`settle`): the events when the
         transaction was recorded after all, else UnavailableError or OutcomeUnknownError."""
         stored: list[StoredEvent] = []
-        try:
-            async with connection as conn, committing(conn):
-                stored = await statements(conn)
-        except OutcomeUnknownError as unknown:
-            return await self.settle(unknown, [event.event_id for event in stored])
-        return stored
+
+        async def run(conn: Connection) -> list[UUID]:
+            nonlocal stored
+            stored = await statements(conn)
+            return [event.event_id for event in stored]
+
+        found = await self._commit_settled(connection, run)
+        return stored if found is None else found
 
     async def settled_batch(
         self,
@@ -412,13 +414,24 @@ class PostgresEventStore:
         index in the list it is given, and returns the ids of the events appended. Per
         item: None when recorded, or its refusal."""
         refusals: list[BaseException | None] = [None] * len(items)
+        await self._commit_settled(connection, lambda conn: statements(conn, items, refusals))
+        return refusals
+
+    async def _commit_settled(
+        self,
+        connection: AbstractAsyncContextManager[Connection],
+        statements: Callable[[Connection], Awaitable[Sequence[UUID]]],
+    ) -> list[StoredEvent] | None:
+        """Run ``statements`` (which return the ids of the events they appended) in one
+        transaction; None when COMMIT answered, the events found when it was lost but the
+        transaction was recorded after all (else :meth:`settle` raises)."""
         appended: Sequence[UUID] = ()
         try:
             async with connection as conn, committing(conn):
-                appended = await statements(conn, items, refusals)
+                appended = await statements(conn)
         except OutcomeUnknownError as unknown:
-            await self.settle(unknown, appended)
-        return refusals
+            return await self.settle(unknown, appended)
+        return None
 
     async def recorded(self, event_ids: Sequence[UUID]) -> list[StoredEvent]:
         """The events among ``event_ids`` that are stored, in position order, read once no

@@ -69,10 +69,10 @@ DRIFT = Gauge(
     "Units by which Redis and the event store disagree, per sale and figure",
     ["sale", "figure"],
 )
+REBUILDS = Counter("livecommerce_inventory_rebuilds_total", "Sales rebuilt in Redis from events")
+
 SWEEP_CHUNK = 256
 """Live sales a sweep looks at in one Redis round trip."""
-
-REBUILDS = Counter("livecommerce_inventory_rebuilds_total", "Sales rebuilt in Redis from events")
 
 
 @dataclass(frozen=True)
