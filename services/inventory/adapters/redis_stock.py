@@ -391,18 +391,28 @@ class RedisFlashStock:
         snapshot = SaleSnapshot(exists=True)
         for bucket in range(sale.buckets):
             keys = keys_of(sale, bucket)
-            meta = await self._redis.hgetall(keys.meta)
+            # One bucket read at one instant (MULTI): its stock and its holds agree even
+            # while reservations go on (its keys share one slot).
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hgetall(keys.meta)
+            pipe.get(keys.stock)
+            pipe.hgetall(keys.users)
+            pipe.hgetall(keys.holds)
+            meta, stock, users, holds = await execute_pipeline(pipe)
             if not meta:
                 return SaleSnapshot(exists=False)
             snapshot.epoch = int(meta["epoch"])
             snapshot.closed = snapshot.closed or meta.get("closed") == "1"
-            snapshot.available += _int(await self._redis.get(keys.stock))
-            for user, count in (await self._redis.hgetall(keys.users)).items():
+            snapshot.available += _int(stock)
+            for user, count in users.items():
                 snapshot.users[str(user)] += int(count)
-            for raw in (await self._redis.hgetall(keys.holds)).values():
+            for hold_id, raw in holds.items():
                 record = parse_record(str(raw))
                 if record.bucket != bucket:
-                    continue  # a home bucket's pointer to units held elsewhere
+                    # a home bucket's pointer to units held elsewhere, or a spill unsettled
+                    snapshot.holds.setdefault(str(hold_id), record)
+                    continue
+                snapshot.holds[str(hold_id)] = record
                 if record.state == "H":
                     snapshot.held += record.quantity
                 elif record.state == "S":

@@ -74,6 +74,12 @@ REBUILDS = Counter("livecommerce_inventory_rebuilds_total", "Sales rebuilt in Re
 SWEEP_CHUNK = 256
 """Live sales a sweep looks at in one Redis round trip."""
 
+UNRECORDED_GRACE_MS = 10_000
+"""A hold Redis granted is recorded within milliseconds, or within a few seconds while the
+database struggles; one that is still not in the store after this long never will be."""
+
+DRIFT_FIGURES = ("available", "held", "sold", "users", "epoch", "missing", "unrecorded")
+
 
 @dataclass(frozen=True)
 class Reservation:
@@ -541,14 +547,15 @@ class FlashSales:
         sale) under each sale's lock; report and return every difference. A sale Redis has
         lost is rebuilt first (that is an outage, counted by the rebuild metric, not drift)."""
         drifts: list[Drift] = []
+        now_ms = epoch_ms(self._clock())
         for sale in sales if sales is not None else await self._records.live_sales():
             async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
                 await self._rebuild_locked(locked, force=False)  # Redis lost it: repair
                 snapshot = await self._stock.snapshot(locked.sale)
                 counters = locked.counters
                 durable = await locked.durable_holds()
-            found = _compare(sale, snapshot, counters, durable)
-            for figure in ("available", "held", "sold", "users", "epoch", "missing"):
+            found = _compare(sale, snapshot, counters, durable, now_ms)
+            for figure in DRIFT_FIGURES:
                 drift = next((d for d in found if d.figure == figure), None)
                 DRIFT.labels(f"{sale.merchant_id}:{sale.sale_id}", figure).set(
                     abs(drift.redis - drift.store) if drift else 0
@@ -560,24 +567,47 @@ class FlashSales:
 
 
 def _compare(
-    sale: FlashSale, snapshot: SaleSnapshot, counters: Counters, durable: Sequence[DurableHold]
+    sale: FlashSale,
+    snapshot: SaleSnapshot,
+    counters: Counters,
+    durable: Sequence[DurableHold],
+    now_ms: int,
 ) -> list[Drift]:
+    """Redis against the store. Holds Redis granted that the store does not have yet are
+    not counted on either side: a reservation is decided in Redis before its group commit
+    takes the sale's lock, so a sale being bought always has some in flight. One granted
+    over UNRECORDED_GRACE_MS ago is drift of its own ("unrecorded": its process died
+    before the commit; the sweeper gives it back at its expiry)."""
     if not snapshot.exists:
         # Redis lost it: the next reservation or sweep rebuilds it from the store.
         return [Drift(sale.merchant_id, sale.sale_id, "missing", 0, counters.available)]
+    recorded = {hold.hold_id for hold in durable}
+    in_flight_users: Tally[str] = Tally()
+    in_flight_held = unrecorded = 0
+    for hold_id, record in snapshot.holds.items():
+        if hold_id in recorded or record.state not in ("H", "P"):
+            continue
+        in_flight_users[record.user_id] += record.quantity
+        if record.state == "H":
+            in_flight_held += record.quantity
+        granted_ms = record.expiry_ms - sale.hold_ttl_seconds * 1000
+        if now_ms - granted_ms >= UNRECORDED_GRACE_MS:
+            unrecorded += record.quantity
     pairs = [
         ("epoch", snapshot.epoch, counters.epoch),
-        ("held", snapshot.held, counters.held),
+        ("held", snapshot.held - in_flight_held, counters.held),
         ("sold", snapshot.sold, counters.sold),
+        ("unrecorded", unrecorded, 0),
     ]
     if not counters.ended:
-        pairs.append(("available", snapshot.available, counters.available))
+        pairs.append(("available", snapshot.available + in_flight_held, counters.available))
     users: Tally[str] = Tally()
     for hold in durable:
         if hold.state in ("held", "confirmed"):
             users[hold.user_id] += hold.quantity
-    if users != snapshot.users:
-        off = sum(((users - snapshot.users) + (snapshot.users - users)).values())
+    redis_users = snapshot.users - in_flight_users
+    if users != redis_users:
+        off = sum(((users - redis_users) + (redis_users - users)).values())
         pairs.append(("users", off, 0))
     return [
         Drift(sale.merchant_id, sale.sale_id, figure, redis, store)

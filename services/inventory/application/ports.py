@@ -100,6 +100,9 @@ class SaleSnapshot:
     held: int = 0
     sold: int = 0
     users: Counter[str] = field(default_factory=Counter)
+    holds: dict[str, HoldRecord] = field(default_factory=dict)
+    """Every hold Redis keeps, by id: the record of the bucket that holds its units, or its
+    home bucket's record while it has none (a spill not settled yet)."""
 
 
 class StockRepository(Protocol):
