@@ -319,21 +319,52 @@ class SaleLedger:
             await _save_counters(conn, merchant, sale_id, after)
         return appended
 
+    async def sale_as_of_now(
+        self, merchant_id: str, sale_id: str
+    ) -> tuple[FlashSale, SaleCounters, list[DurableHold]] | None:
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await _sale_row(conn, merchant_id, sale_id, lock=False)
+            if row is None:
+                return None
+            holds = await _durable_holds(conn, merchant_id, sale_id)
+        return _sale_of(row), _counters_of(row), holds
+
     @asynccontextmanager
     async def locked_sale(self, merchant_id: str, sale_id: str) -> AsyncIterator[SaleTransaction]:
         """A transaction holding the sale's row lock: every non-batch writer goes through it."""
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
-                " WHERE merchant_id = $1 AND sale_id = $2 FOR UPDATE",
-                merchant_id,
-                sale_id,
-            )
+            row = await _sale_row(conn, merchant_id, sale_id, lock=True)
             if row is None:
                 raise SaleNotFoundError(f"sale {sale_id} not found")
             transaction = SaleTransaction(self, conn, _sale_of(row), _counters_of(row))
             yield transaction
             await transaction.flush()
+
+
+async def _sale_row(
+    conn: Connection, merchant_id: str, sale_id: str, *, lock: bool
+) -> asyncpg.Record | None:
+    """The sale's row; ``lock``: FOR UPDATE (the row lock every writer of the sale takes)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
+        " WHERE merchant_id = $1 AND sale_id = $2" + (" FOR UPDATE" if lock else ""),
+        merchant_id,
+        sale_id,
+    )
+    return row
+
+
+async def _durable_holds(conn: Connection, merchant_id: str, sale_id: str) -> list[DurableHold]:
+    rows = await conn.fetch(
+        "SELECT hold_id, user_id, quantity, state, expires_at, bucket, home_bucket"
+        " FROM flash_holds WHERE merchant_id = $1 AND sale_id = $2",
+        merchant_id,
+        sale_id,
+    )
+    return [DurableHold(**dict(r)) for r in rows]
 
 
 async def _save_counters(
@@ -376,13 +407,7 @@ class SaleTransaction:
         return await self._ledger.hold(self.sale.merchant_id, hold_id, conn=self._conn)
 
     async def durable_holds(self) -> list[DurableHold]:
-        rows = await self._conn.fetch(
-            "SELECT hold_id, user_id, quantity, state, expires_at, bucket, home_bucket"
-            " FROM flash_holds WHERE merchant_id = $1 AND sale_id = $2",
-            self.sale.merchant_id,
-            self.sale.sale_id,
-        )
-        return [DurableHold(**dict(r)) for r in rows]
+        return await _durable_holds(self._conn, self.sale.merchant_id, self.sale.sale_id)
 
     def bump_epoch(self) -> int:
         self.counters = replace(self.counters, epoch=self.counters.epoch + 1)

@@ -254,6 +254,13 @@ class SaleRecords(Protocol):
         self, merchant_id: str, sale_id: str
     ) -> AbstractAsyncContextManager[LockedSale, bool | None]: ...
 
+    async def sale_as_of_now(
+        self, merchant_id: str, sale_id: str
+    ) -> tuple[FlashSale, Counters, list[DurableHold]] | None:
+        """The sale, its counts and its holds as one snapshot of the store, read without
+        its lock (a writer is neither waited for nor kept waiting); None: no such sale."""
+        ...
+
 
 class HoldReleaser(Protocol):
     """Gives a hold's units back (FlashSales.release). Idempotent: a repeat changes nothing.

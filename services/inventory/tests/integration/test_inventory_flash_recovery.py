@@ -540,3 +540,25 @@ async def test_reservations_in_flight_are_no_drift_while_a_unit_redis_invented_i
 
 async def _at_least(count: Callable[[], int], least: int) -> bool:
     return count() >= least
+
+
+async def test_reconciling_a_sale_in_agreement_does_not_wait_for_its_lock(
+    make_inventory: InventoryFactory,
+) -> None:
+    """Reading a big sale's holds under its lock kept its reservations waiting; a sale whose
+    Redis and store agree is compared without it (and one that disagrees, under it)."""
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=10, buckets=2)
+        for buyer in range(4):
+            assert (await stage.reserve(f"buyer-{buyer}")).reserved
+
+        async with parts.ledger.locked_sale(stage.merchant, stage.sale.sale_id):
+            while_locked = await asyncio.wait_for(
+                stage.flash_sales.reconcile([stage.sale]), timeout=5
+            )
+        await parts.redis.incrby(keys_of(stage.sale, 1).stock, 2)
+        invented = await stage.flash_sales.reconcile([stage.sale])
+
+        assert while_locked == []
+        assert [(d.figure, d.redis - d.store) for d in invented] == [("available", 2)]
