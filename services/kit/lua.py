@@ -19,7 +19,6 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from services.kit.errors import UnavailableError
-from services.kit.redis import execute_pipeline
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,4 +89,5 @@ async def _send(redis: Redis, sha: str, numkeys: int, calls: Sequence[Sequence[A
     pipe = redis.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(sha, numkeys, *call)
-    return await execute_pipeline(pipe, raise_on_error=False)
+    answers: list[Any] = await pipe.execute(raise_on_error=False)
+    return answers

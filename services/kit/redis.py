@@ -25,8 +25,8 @@ class HiredisPackingConnection(Connection):
     path's CPU in a profile); its synchronous connection packs with hiredis in C when hiredis
     is installed. This does the same here: the bytes on the wire are the same.
 
-    It also reads the replies of a pipeline sent by :func:`execute_pipeline` without a
-    deadline of their own: that caller's single deadline bounds them all."""
+    It also reads the replies of a :class:`KitRedis` pipeline without a deadline of their
+    own: the pipeline's single deadline bounds them all."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET": one word a part
@@ -48,28 +48,49 @@ class HiredisPackingConnection(Connection):
         return await super().read_response(disable_decoding, timeout, **options)
 
 
-async def execute_pipeline(pipe: Pipeline, *, raise_on_error: bool = True) -> list[Any]:
-    """``pipe.execute()`` under one deadline for the whole round trip instead of one per
-    reply. redis-py arms and disarms an event-loop timer around every reply it reads, even
-    when the reply is already in the buffer: ~4 µs of CPU per command, 40 % of what a
-    pipelined EVALSHA costs the client (measured, docs/benchmarks.md). A reply that does not
-    come within the socket timeout is a Redis TimeoutError, as for a single command, and
-    the connection is dropped (redis-py closes a connection whose read was interrupted)."""
-    seconds = pipe.connection_pool.connection_kwargs.get("socket_timeout")
-    seconds = SOCKET_TIMEOUT_SECONDS if seconds is None else seconds
-    token = _ONE_DEADLINE.set(True)
-    try:
-        async with asyncio.timeout(seconds):
-            replies: list[Any] = await pipe.execute(raise_on_error=raise_on_error)
-            return replies
-    except TimeoutError as error:
-        raise RedisTimeoutError(f"Redis did not answer a pipeline within {seconds} s") from error
-    finally:
-        _ONE_DEADLINE.reset(token)
+class _OneDeadlinePipeline(Pipeline):
+    """A pipeline whose replies are read under one deadline for the whole round trip
+    instead of one per reply. redis-py arms and disarms an event-loop timer around every
+    reply it reads, even when the reply is already in the buffer: ~4 µs of CPU per command,
+    40 % of what a pipelined EVALSHA costs the client (measured, docs/benchmarks.md). A
+    reply that does not come within the socket timeout is a Redis TimeoutError, as for a
+    single command, and the connection is dropped (redis-py closes a connection whose read
+    was interrupted)."""
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        seconds = self.connection_pool.connection_kwargs.get("socket_timeout")
+        seconds = SOCKET_TIMEOUT_SECONDS if seconds is None else seconds
+        token = _ONE_DEADLINE.set(True)
+        try:
+            async with asyncio.timeout(seconds):
+                replies: list[Any] = await super().execute(raise_on_error)
+                return replies
+        except TimeoutError as error:
+            raise RedisTimeoutError(
+                f"Redis did not answer a pipeline within {seconds} s"
+            ) from error
+        finally:
+            _ONE_DEADLINE.reset(token)
 
 
-def create_redis(url: str, *, max_connections: int = 64, wait_seconds: float = 5.0) -> Redis:
-    """A client with its own pool. Nothing connects until the first command.
+class KitRedis(Redis):
+    """redis-py's client whose pipelines are read under one deadline."""
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return _OneDeadlinePipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+
+def create_redis(
+    url: str,
+    *,
+    max_connections: int = 64,
+    wait_seconds: float = 5.0,
+    socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
+) -> Redis:
+    """A client with its own pool. Nothing connects until the first command; a reply (a
+    pipeline's replies together) may take ``socket_timeout`` seconds.
 
     The pool blocks (up to ``wait_seconds``) for a free connection instead of failing at once:
     a burst of more concurrent commands than connections queues, it does not error."""
@@ -80,7 +101,7 @@ def create_redis(url: str, *, max_connections: int = 64, wait_seconds: float = 5
         decode_responses=True,
         health_check_interval=30,
         socket_keepalive=True,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_timeout=socket_timeout,
         connection_class=HiredisPackingConnection,
     )
-    return Redis(connection_pool=pool)
+    return KitRedis(connection_pool=pool)

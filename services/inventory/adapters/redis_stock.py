@@ -27,7 +27,6 @@ from services.inventory.application.ports import (
 )
 from services.inventory.domain.sale import FlashSale, ReserveStock, epoch_ms
 from services.kit.lua import evalsha_many, register_scripts, unavailable_on_redis_errors
-from services.kit.redis import execute_pipeline
 
 RESTOCK_CHANNEL = "inventory:restock"
 
@@ -289,7 +288,7 @@ class RedisFlashStock:
                 keys = keys_of(sale, bucket)
                 pipe.exists(keys.meta)
                 pipe.zrangebyscore(keys.expiry, "-inf", now_ms, start=0, num=limit)
-        replies = iter(await execute_pipeline(pipe))
+        replies = iter(await pipe.execute())
         found: list[list[list[str]] | None] = []
         for sale in sales:
             present, expired = True, []
@@ -398,7 +397,7 @@ class RedisFlashStock:
             pipe.get(keys.stock)
             pipe.hgetall(keys.users)
             pipe.hgetall(keys.holds)
-            meta, stock, users, holds = await execute_pipeline(pipe)
+            meta, stock, users, holds = await pipe.execute()
             if not meta:
                 return SaleSnapshot(exists=False)
             snapshot.epoch = int(meta["epoch"])

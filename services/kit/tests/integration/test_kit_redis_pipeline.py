@@ -1,6 +1,6 @@
-"""A pipeline read under one deadline (``execute_pipeline``) against the real Redis: every
-reply in order, error replies as answers, a Redis that does not answer in time a Redis
-TimeoutError, and single commands keeping their own deadline afterwards."""
+"""The kit's Redis client reads a pipeline's replies under one deadline, against the real
+Redis: every reply in order, error replies as answers, a Redis that does not answer in time
+a Redis TimeoutError, and single commands keeping their own deadline afterwards."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.kit.redis import HiredisPackingConnection, create_redis, execute_pipeline
+from services.kit.redis import create_redis
 from services.kit.testing import StackEndpoints, unique
 
 SHORT_DEADLINE = 0.3
@@ -22,14 +22,7 @@ BLOCKING_SECONDS = 2
 @pytest_asyncio.fixture
 async def impatient(stack: StackEndpoints) -> AsyncIterator[Redis]:
     """A client that waits at most SHORT_DEADLINE seconds for a reply."""
-    pool = BlockingConnectionPool.from_url(
-        stack.redis_url,
-        max_connections=4,
-        decode_responses=True,
-        socket_timeout=SHORT_DEADLINE,
-        connection_class=HiredisPackingConnection,
-    )
-    redis = Redis(connection_pool=pool)
+    redis = create_redis(stack.redis_url, max_connections=4, socket_timeout=SHORT_DEADLINE)
     yield redis
     await redis.aclose()
 
@@ -45,7 +38,7 @@ async def test_a_pipeline_answers_every_command_in_order_with_error_replies_as_a
         pipe.incr(number)
         pipe.incr(text)
         pipe.incr(number)
-        answers = await execute_pipeline(pipe, raise_on_error=False)
+        answers = await pipe.execute(raise_on_error=False)
     finally:
         await redis.delete(text, number)
         await redis.aclose()
@@ -58,13 +51,12 @@ async def test_a_pipeline_answers_every_command_in_order_with_error_replies_as_a
 async def test_a_pipeline_redis_does_not_answer_in_time_is_a_redis_timeout_and_the_client_recovers(
     impatient: Redis,
 ) -> None:
-    empty_list = unique("pipe-empty")
     pipe = impatient.pipeline(transaction=False)
     pipe.ping()
-    pipe.blpop([empty_list], timeout=BLOCKING_SECONDS)  # answers only after BLOCKING_SECONDS
+    pipe.blpop([unique("pipe-empty")], timeout=BLOCKING_SECONDS)  # answers after 2 s
 
-    with pytest.raises(RedisTimeoutError):
-        await execute_pipeline(pipe)
+    with pytest.raises(RedisTimeoutError, match="pipeline"):
+        await pipe.execute()
 
     assert await impatient.ping() is True  # the interrupted connection was not reused
 
@@ -74,7 +66,7 @@ async def test_a_single_command_after_a_pipeline_keeps_its_own_deadline(
 ) -> None:
     pipe = impatient.pipeline(transaction=False)
     pipe.ping()
-    assert await execute_pipeline(pipe) == [True]
+    assert await pipe.execute() == [True]
 
     with pytest.raises(RedisTimeoutError):
         await impatient.blpop([unique("pipe-empty")], timeout=BLOCKING_SECONDS)
