@@ -114,6 +114,58 @@ def _append(
     )
 
 
+_RECORD_HOLDS = """
+WITH locked AS (
+    SELECT merchant_id, sale_id, sku_id, allocated, held, sold, returned, epoch, sale_version,
+           soldout_seq
+    FROM flash_sales
+    WHERE (merchant_id, sale_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+    ORDER BY merchant_id, sale_id FOR UPDATE
+), inserted AS (
+    INSERT INTO flash_holds (merchant_id, hold_id, sale_id, user_id, quantity, state,
+                             expires_at, bucket, home_bucket, epoch)
+    SELECT h.m, h.h, h.s, h.u, h.q, 'held', h.x, h.b, h.hb, h.e
+    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+                $8::timestamptz[], $9::int[], $10::int[], $11::bigint[])
+         WITH ORDINALITY AS h(m, h, s, u, q, x, b, hb, e, ord)
+    JOIN locked ON locked.merchant_id = h.m AND locked.sale_id = h.s AND locked.epoch = h.e
+    ORDER BY h.ord
+    ON CONFLICT (merchant_id, hold_id) DO NOTHING
+    RETURNING merchant_id, hold_id, sale_id, quantity
+), grown AS (
+    SELECT locked.merchant_id, locked.sale_id, locked.held + n.quantity AS held,
+           (locked.allocated - locked.held - locked.sold - locked.returned > 0
+            AND locked.allocated - locked.held - n.quantity - locked.sold - locked.returned = 0
+           )::int AS sold_out
+    FROM locked
+    JOIN (SELECT merchant_id, sale_id, sum(quantity) AS quantity FROM inserted
+          GROUP BY merchant_id, sale_id) AS n
+      ON n.merchant_id = locked.merchant_id AND n.sale_id = locked.sale_id
+), counted AS (
+    UPDATE flash_sales AS f
+    SET held = grown.held, soldout_seq = f.soldout_seq + grown.sold_out,
+        sale_version = f.sale_version + grown.sold_out
+    FROM grown
+    WHERE f.merchant_id = grown.merchant_id AND f.sale_id = grown.sale_id
+    RETURNING f.merchant_id, f.sale_id, f.soldout_seq
+)
+SELECT locked.*, counted.soldout_seq AS soldout_seq_after,
+       ARRAY(SELECT inserted.hold_id FROM inserted
+             WHERE inserted.merchant_id = locked.merchant_id
+               AND inserted.sale_id = locked.sale_id) AS inserted
+FROM locked
+LEFT JOIN counted ON counted.merchant_id = locked.merchant_id
+                 AND counted.sale_id = locked.sale_id
+"""
+"""A reservation group commit's holds in one round trip: lock the sales (in key order),
+insert the holds Redis decided at the sale's current epoch (inserting is also the check that
+a hold id is new), grow each sale's held count by the units inserted, and count a sale sold
+out (its ``soldout_seq`` and stream version up by one) when that takes its last units. Per
+sale locked: its counters before, ``soldout_seq_after`` (NULL when nothing was inserted)
+and the hold ids inserted. The sale row's lock is what orders two group commits of one
+sale; the ``no_oversell`` check refuses the statement if a count would ever go too far."""
+
+
 class SaleLedger:
     def __init__(
         self, pool: asyncpg.Pool, store: PostgresEventStore, *, group_commits: int = 2
@@ -225,60 +277,45 @@ class SaleLedger:
     ) -> list[UUID]:
         """The batch's statements in the caller's transaction: ``results`` gets each refusal;
         returns the ids of the events appended."""
-        keys = sorted({(p.merchant_id, p.event.sale_id) for p in pending})
+        offered: list[PendingHold] = []
+        taken: set[tuple[str, str]] = set()
+        for index, item in enumerate(pending):
+            hold_key = (item.merchant_id, item.event.hold_id)
+            if hold_key in taken:  # one hold id twice in a batch: the first one counts
+                results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
+            else:
+                offered.append(item)
+                taken.add(hold_key)
+        keys = sorted({(p.merchant_id, p.event.sale_id) for p in offered})
         rows = await conn.fetch(
-            f"SELECT {_SALE_COLUMNS} FROM flash_sales"  # noqa: S608
-            " WHERE (merchant_id, sale_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-            " ORDER BY merchant_id, sale_id FOR UPDATE",
+            _RECORD_HOLDS,
             [k[0] for k in keys],
             [k[1] for k in keys],
+            [p.merchant_id for p in offered],
+            [p.event.hold_id for p in offered],
+            [p.event.sale_id for p in offered],
+            [p.event.user_id for p in offered],
+            [p.event.quantity for p in offered],
+            [p.event.expires_at for p in offered],
+            [p.event.bucket for p in offered],
+            [p.event.home_bucket for p in offered],
+            [p.event.epoch for p in offered],
         )
-        sales = {(r["merchant_id"], r["sale_id"]): (_sale_of(r), _counters_of(r)) for r in rows}
-        candidates: list[tuple[int, PendingHold]] = []
-        seen: set[tuple[str, str]] = set()
-        for index, item in enumerate(pending):
-            key = (item.merchant_id, item.event.sale_id)
-            hold_key = (item.merchant_id, item.event.hold_id)
-            if key not in sales:
-                results[index] = SaleNotFoundError(f"sale {item.event.sale_id} not found")
-            elif sales[key][1].epoch != item.event.epoch:
-                results[index] = StaleEpochError("the sale's stock was rebuilt; retry")
-            elif hold_key in seen:
-                results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
-            else:
-                candidates.append((index, item))
-                seen.add(hold_key)
-        if not candidates:
-            return []
-        # Inserting the rows is also the check that each hold id is new.
-        inserted = {
-            (r["merchant_id"], r["hold_id"])
-            for r in await conn.fetch(
-                "INSERT INTO flash_holds (merchant_id, hold_id, sale_id, user_id, quantity,"
-                " state, expires_at, bucket, home_bucket, epoch)"
-                " SELECT m, h, s, u, q, 'held', x, b, hb, e FROM unnest($1::text[],"
-                " $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[],"
-                " $7::int[], $8::int[], $9::bigint[]) AS t(m, h, s, u, q, x, b, hb, e)"
-                " ON CONFLICT (merchant_id, hold_id) DO NOTHING RETURNING merchant_id, hold_id",
-                [p.merchant_id for _, p in candidates],
-                [p.event.hold_id for _, p in candidates],
-                [p.event.sale_id for _, p in candidates],
-                [p.event.user_id for _, p in candidates],
-                [p.event.quantity for _, p in candidates],
-                [p.event.expires_at for _, p in candidates],
-                [p.event.bucket for _, p in candidates],
-                [p.event.home_bucket for _, p in candidates],
-                [p.event.epoch for _, p in candidates],
-            )
-        }
+        sales = {(r["merchant_id"], r["sale_id"]): r for r in rows}
+        inserted = {(r["merchant_id"], hold_id) for r in rows for hold_id in r["inserted"]}
         accepted: list[PendingHold] = []
-        for index, item in candidates:
-            if (item.merchant_id, item.event.hold_id) in inserted:
-                accepted.append(item)
-            else:
+        for index, item in enumerate(pending):
+            if results[index] is not None:
+                continue
+            sale = sales.get((item.merchant_id, item.event.sale_id))
+            if sale is None:
+                results[index] = SaleNotFoundError(f"sale {item.event.sale_id} not found")
+            elif sale["epoch"] != item.event.epoch:
+                results[index] = StaleEpochError("the sale's stock was rebuilt; retry")
+            elif (item.merchant_id, item.event.hold_id) not in inserted:
                 results[index] = HoldConflictError(f"hold {item.event.hold_id} already exists")
-        if not accepted:
-            return []
+            else:
+                accepted.append(item)
         appends = [
             _append(
                 Hold.stream_id(p.merchant_id, p.event.hold_id),
@@ -290,34 +327,19 @@ class SaleLedger:
             )
             for p in accepted
         ]
-        held: dict[tuple[str, str], int] = {}
-        for item in accepted:
-            key = (item.merchant_id, item.event.sale_id)
-            held[key] = held.get(key, 0) + item.event.quantity
-        updates = []
-        for key, quantity in held.items():
-            sale, counters = sales[key]
-            after = replace(counters, held=counters.held + quantity)
-            if counters.available > 0 and after.available == 0:
-                after = replace(
-                    after,
-                    soldout_seq=after.soldout_seq + 1,
-                    sale_version=after.sale_version + 1,
-                )
+        for (merchant, sale_id), row in sales.items():
+            sequence = row["soldout_seq_after"]
+            if sequence is not None and sequence > row["soldout_seq"]:  # its last units went
                 appends.append(
                     _append(
-                        FlashSale.stream_id(*key),
+                        FlashSale.stream_id(merchant, sale_id),
                         codec.AGGREGATE_SALE,
-                        key[0],
-                        counters.sale_version,
-                        [SaleSoldOut(sale.sale_id, sale.sku_id, after.soldout_seq)],
+                        merchant,
+                        row["sale_version"],
+                        [SaleSoldOut(sale_id, row["sku_id"], sequence)],
                     )
                 )
-            updates.append((key, after))
-        appended = await self.store.append_ids(appends, conn=conn)
-        for (merchant, sale_id), after in updates:
-            await _save_counters(conn, merchant, sale_id, after)
-        return appended
+        return await self.store.append_ids(appends, conn=conn)
 
     async def sale_as_of_now(
         self, merchant_id: str, sale_id: str

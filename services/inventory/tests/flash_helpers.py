@@ -29,6 +29,7 @@ from services.inventory.domain.sale import (
     ReservationConfirmed,
     ReservationReleased,
     ReserveStock,
+    SaleSoldOut,
     StockReserved,
 )
 from services.inventory.domain.stock import ReceiveStock
@@ -184,6 +185,7 @@ class HoldTally:
     returned_by_holds: int = 0
     returned_at_end: int = 0
     ended_events: int = 0
+    sold_out_sequences: list[int] = field(default_factory=list)
 
     def units(self, state: str) -> int:
         return sum(self.quantity[h] for h, s in self.state.items() if s == state)
@@ -218,6 +220,8 @@ async def tally(stage: Stage) -> HoldTally:
         elif isinstance(event, FlashSaleEnded) and event.sale_id == sale_id:
             found.ended_events += 1
             found.returned_at_end += event.returned
+        elif isinstance(event, SaleSoldOut) and event.sale_id == sale_id:
+            found.sold_out_sequences.append(event.sequence)
     return found
 
 

@@ -217,6 +217,34 @@ async def test_a_refund_before_shipping_puts_the_units_and_the_buyers_quota_back
         assert (status.held, status.sold, status.available, status.returned) == (2, 0, 0, 0)
 
 
+async def test_a_sale_is_recorded_sold_out_once_each_time_its_last_units_are_taken(
+    make_inventory: InventoryFactory,
+) -> None:
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=3, per_user_limit=2)
+        await asyncio.gather(stage.reserve("ann", 1, "order-1"), stage.reserve("bob", 1, "order-2"))
+        before = (await tally(stage)).sold_out_sequences
+        await stage.reserve("cat", 1, "order-3")
+        first = (await tally(stage)).sold_out_sequences
+        await stage.flash_sales.release(stage.merchant, "order-2", ReleaseReason.CANCELLED)
+        stage.forget_sold_out()
+        await stage.reserve("dan", 1, "order-4")
+
+        events = await tally(stage)
+        row = await parts.pool.fetchrow(
+            "SELECT soldout_seq, sale_version FROM flash_sales WHERE merchant_id = $1"
+            " AND sale_id = $2",
+            stage.merchant,
+            stage.sale.sale_id,
+        )
+        assert (before, first, events.sold_out_sequences) == ([], [1], [1, 2])
+        assert row is not None
+        assert (row["soldout_seq"], row["sale_version"]) == (2, 3)  # scheduled, then 2 sold out
+        status = await audit(stage)
+        assert (status.held, status.available) == (3, 0)
+
+
 async def test_ending_a_sale_returns_unsold_units_to_the_sku_and_later_releases_follow_them(
     make_inventory: InventoryFactory,
 ) -> None:
