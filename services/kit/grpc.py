@@ -101,13 +101,15 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     def _unary(
         self, method: str, behavior: Callable[[Any, Context], Awaitable[Any]]
     ) -> Callable[[Any, Context], Awaitable[Any]]:
+        answered = metrics.GRPC_REQUESTS.labels(self._service, method, "OK")
+
         async def call(request: Any, context: Context) -> Any:
             try:
                 with message_context(await self._enter(context)):
                     response = await behavior(request, context)
             except Exception as error:
                 await self._abort(method, context, error)
-            metrics.GRPC_REQUESTS.labels(self._service, method, "OK").inc()
+            answered.inc()
             return response
 
         return call

@@ -13,6 +13,7 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,41 +49,50 @@ def bucket_shares(allocated: int, buckets: int) -> list[int]:
 
 @dataclass(frozen=True)
 class BucketKeys:
+    """The Redis keys of one bucket of a sale, all under the bucket's hash tag (one slot).
+    Each name is built once per instance, and :func:`keys_of` keeps the instances: the
+    reserve path names five keys for every hold it decides."""
+
     merchant_id: str
     sale_id: str
     bucket: int
 
-    @property
+    @cached_property
     def tag(self) -> str:
         return f"{{fs:{self.merchant_id}:{self.sale_id}:{self.bucket}}}"
 
-    @property
+    @cached_property
     def meta(self) -> str:
         return f"{self.tag}:meta"
 
-    @property
+    @cached_property
     def stock(self) -> str:
         return f"{self.tag}:stock"
 
-    @property
+    @cached_property
     def users(self) -> str:
         return f"{self.tag}:users"
 
-    @property
+    @cached_property
     def holds(self) -> str:
         return f"{self.tag}:holds"
 
-    @property
+    @cached_property
     def expiry(self) -> str:
         return f"{self.tag}:expiry"
 
-    @property
-    def all(self) -> list[str]:
-        return [self.meta, self.stock, self.users, self.holds, self.expiry]
+    @cached_property
+    def all(self) -> tuple[str, ...]:
+        return (self.meta, self.stock, self.users, self.holds, self.expiry)
+
+
+@lru_cache(maxsize=4096)
+def _bucket_keys(merchant_id: str, sale_id: str, bucket: int) -> BucketKeys:
+    return BucketKeys(merchant_id, sale_id, bucket)
 
 
 def keys_of(sale: FlashSale, bucket: int) -> BucketKeys:
-    return BucketKeys(sale.merchant_id, sale.sale_id, bucket)
+    return _bucket_keys(sale.merchant_id, sale.sale_id, bucket)
 
 
 def parse_record(raw: str) -> HoldRecord:
