@@ -19,6 +19,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from services.kit.errors import UnavailableError
+from services.kit.redis import pipelined
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,8 +87,4 @@ async def _send(redis: Redis, sha: str, numkeys: int, calls: Sequence[Sequence[A
             return [await redis.evalsha(sha, numkeys, *calls[0])]
         except ResponseError as error:
             return [error]
-    pipe = redis.pipeline(transaction=False)
-    for call in calls:
-        pipe.evalsha(sha, numkeys, *call)
-    answers: list[Any] = await pipe.execute(raise_on_error=False)
-    return answers
+    return await pipelined(redis, [("EVALSHA", sha, numkeys, *call) for call in calls])

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.kit.redis import create_redis
+from services.kit.redis import create_redis, pipelined
 from services.kit.testing import StackEndpoints, unique
 
 SHORT_DEADLINE = 0.3
@@ -70,3 +70,40 @@ async def test_a_single_command_after_a_pipeline_keeps_its_own_deadline(
 
     with pytest.raises(RedisTimeoutError):
         await impatient.blpop([unique("pipe-empty")], timeout=BLOCKING_SECONDS)
+
+
+async def test_commands_sent_together_answer_in_order_with_error_replies_in_their_place(
+    stack: StackEndpoints,
+) -> None:
+    redis = create_redis(stack.redis_url)
+    text, number = unique("raw-text"), unique("raw-number")
+    try:
+        answers = await pipelined(
+            redis,
+            [
+                ("SET", text, "not a number"),
+                ("INCR", number),
+                ("INCR", text),
+                ("EVALSHA", "0" * 40, 0),
+                ("EVAL", "return {KEYS[1], ARGV[1], 7}", 1, number, "x"),
+                ("INCR", number),
+            ],
+        )
+    finally:
+        await redis.delete(text, number)
+        await redis.aclose()
+
+    assert answers[:2] == ["OK", 1]
+    assert isinstance(answers[2], ResponseError)
+    assert isinstance(answers[3], NoScriptError)  # what evalsha_many loads the script on
+    assert answers[4:] == [[number, "x", 7], 2]
+
+
+async def test_commands_sent_together_that_redis_does_not_answer_in_time_are_a_redis_timeout(
+    impatient: Redis,
+) -> None:
+    with pytest.raises(RedisTimeoutError, match="pipeline"):
+        await pipelined(impatient, [("PING",), ("BLPOP", unique("raw-empty"), BLOCKING_SECONDS)])
+
+    assert await pipelined(impatient, [("PING",), ("PING",)]) == ["PONG", "PONG"]
+    assert await impatient.ping() is True
