@@ -148,6 +148,14 @@ class EventStore(Protocol):
         connection may be waiting on that very lock)."""
         ...
 
+    async def last_event(
+        self, stream_id: str, *, conn: Connection | None = None
+    ) -> StoredEvent | None:
+        """The stream's latest event (None: the stream has none), read as ``read_stream``
+        reads: for an aggregate whose every event carries its state after it, all it takes
+        to load it, however long its stream has grown."""
+        ...
+
     async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
         """Events with position > after_position, in position order, at most ``limit``."""
         ...
@@ -368,6 +376,16 @@ class PostgresEventStore:
         )
         return [stored_event_from_row(r) for r in rows]
 
+    async def last_event(
+        self, stream_id: str, *, conn: Connection | None = None
+    ) -> StoredEvent | None:
+        row = await (conn or self._pool).fetchrow(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1"  # noqa: S608
+            " ORDER BY version DESC LIMIT 1",
+            stream_id,
+        )
+        return None if row is None else stored_event_from_row(row)
+
     async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
         rows = await self._pool.fetch(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1"  # noqa: S608
@@ -501,6 +519,12 @@ class InMemoryEventStore:
         self, stream_id: str, after_version: int = 0, *, conn: Connection | None = None
     ) -> list[StoredEvent]:
         return [e for e in self._events if e.stream_id == stream_id and e.version > after_version]
+
+    async def last_event(
+        self, stream_id: str, *, conn: Connection | None = None
+    ) -> StoredEvent | None:
+        events = await self.read_stream(stream_id, conn=conn)
+        return events[-1] if events else None
 
     async def read_all(self, after_position: int, limit: int = 1000) -> list[StoredEvent]:
         return self._events[after_position : after_position + limit]

@@ -23,12 +23,15 @@ class EventSourcedStockRepository:
     async def load(
         self, merchant_id: str, sku_id: str, *, conn: Connection | None = None
     ) -> SkuStock:
-        """``conn``: read in the caller's transaction (see ``EventStore.read_stream``)."""
-        stored = await self._store.read_stream(SkuStock.stream_id(merchant_id, sku_id), conn=conn)
-        events = [codec.decode(e) for e in stored]
-        return SkuStock.replay(
-            merchant_id, sku_id, [e for e in events if isinstance(e, SKU_EVENTS)]
-        )
+        """``conn``: read in the caller's transaction (see ``EventStore.read_stream``). Only
+        the stream's last event is read (see ``SkuStock.after``)."""
+        last = await self._store.last_event(SkuStock.stream_id(merchant_id, sku_id), conn=conn)
+        if last is None:
+            return SkuStock(merchant_id, sku_id)
+        event = codec.decode(last)
+        if not isinstance(event, SKU_EVENTS):
+            raise TypeError(f"not a SKU event in SKU {sku_id}'s stream: {last.event_type}")
+        return SkuStock.after(merchant_id, sku_id, event, last.version)
 
     async def save(self, stock: SkuStock, events: list[StockEvent]) -> SkuStock:
         await self._store.append(

@@ -89,6 +89,15 @@ class SkuStock:
             stock = stock.apply(event)
         return stock
 
+    @classmethod
+    def after(cls, merchant_id: str, sku_id: str, event: StockEvent, version: int) -> SkuStock:
+        """The SKU as its ``version``-th event left it. Every SKU event carries the count on
+        hand after it, so its last event alone is the SKU's state: loading a SKU does not
+        replay a stream that grows by an event with every sale's allocation and every unit
+        given back to it (which made each release after a sale had ended replay the whole
+        stream: quadratic in the holds expiring after the end)."""
+        return cls(merchant_id, sku_id, on_hand=event.on_hand_after, version=version)
+
     def receive(self, command: ReceiveStock) -> StockReceived:
         if not 0 < command.quantity <= MAX_RECEIPT:
             raise InvalidQuantityError(

@@ -3,8 +3,9 @@
 Subclass :class:`EventStoreContract` in a test module and provide a ``store`` fixture that
 returns a fresh, empty store per test; every test of the contract then runs against it.
 The tests use only the :class:`~services.kit.eventstore.EventStore` protocol (``append``,
-``read_stream``, ``read_all``, ``last_position``). Positions are checked relative to the
-store's ``last_position()`` at the start of a test and stream ids are unique per test.
+``read_stream``, ``last_event``, ``read_all``, ``last_position``). Positions are checked
+relative to the store's ``last_position()`` at the start of a test and stream ids are unique
+per test.
 """
 
 from __future__ import annotations
@@ -96,6 +97,21 @@ class EventStoreContract:
 
     async def test_reads_an_unknown_stream_as_empty(self, store: EventStore) -> None:
         assert await store.read_stream(stream()) == []
+
+    async def test_reads_the_last_event_of_a_stream_and_none_of_an_unknown_one(
+        self, store: EventStore
+    ) -> None:
+        sku, other = stream(), stream()
+        await store.append([appending(sku, 0, event("a"), event("b"))])
+        await store.append([appending(other, 0, event("x"))])
+        await store.append([appending(sku, 2, event("c"))])
+
+        last = await store.last_event(sku)
+
+        assert last is not None
+        assert (last.version, labels([last])) == (3, ["c"])
+        assert last == (await store.read_stream(sku))[-1]
+        assert await store.last_event(stream()) is None
 
     async def test_keeps_streams_apart(self, store: EventStore) -> None:
         left, right = stream(), stream()

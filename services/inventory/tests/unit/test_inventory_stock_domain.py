@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.inventory.domain.stock import (
     MAX_RECEIPT,
@@ -11,6 +13,7 @@ from services.inventory.domain.stock import (
     InvalidSkuIdError,
     ReceiveStock,
     SkuStock,
+    StockEvent,
     StockReceived,
     validate_sku_id,
 )
@@ -91,3 +94,28 @@ def test_rejects_a_sku_id_that_is_empty_too_long_or_has_spaces_or_control_charac
 ) -> None:
     with pytest.raises(InvalidSkuIdError):
         validate_sku_id(sku_id)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["receive", "allocate", "return"]), st.integers(1, 50))))
+def test_a_sku_as_its_last_event_left_it_is_the_sku_its_whole_stream_replays_to(
+    steps: list[tuple[str, int]],
+) -> None:
+    stock = SkuStock("merchant-1", "sku-1")
+    events: list[StockEvent] = []
+    for kind, quantity in steps:
+        if kind == "receive":
+            event: StockEvent = stock.receive(receipt(quantity))
+        elif kind == "allocate" and quantity <= stock.on_hand:
+            event = stock.allocate(f"sale-{len(events)}", quantity)
+        elif kind == "return":
+            event = stock.take_back(f"sale-{len(events)}", quantity)
+        else:
+            continue
+        events.append(event)
+        stock = stock.apply(event)
+
+    replayed = SkuStock.replay("merchant-1", "sku-1", events)
+
+    assert replayed == stock
+    if events:
+        assert SkuStock.after("merchant-1", "sku-1", events[-1], len(events)) == replayed
