@@ -474,13 +474,30 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def running_stack(config: StackConfig) -> Iterator[bool]:
-    """The stack up for the duration; stopped afterwards only if this started it."""
+    """The stack up for the duration, and afterwards as it was: stopped if this started it;
+    else the services that were not running before stopped again (the end-to-end tests
+    start them, and a developer's stack left with every service running measured them in
+    the next benchmark)."""
     started = up(config)
+    running = set() if started else running_services(config)
     try:
         yield started
     finally:
         if started:
             down(config)
+        else:
+            supervisor = Supervisor(config)
+            if supervisor.running():
+                for name in running_services(config) - running:
+                    supervisor.stop(name)
+
+
+def running_services(config: StackConfig) -> set[str]:
+    """The names of the service processes supervisord is running (not the infrastructure)."""
+    services = {p.name for p in config.services}
+    return {
+        p.name for p in status(config) if p.name in services and p.state in ("RUNNING", "STARTING")
+    }
 
 
 def status(config: StackConfig) -> list[ProcessState]:

@@ -118,3 +118,23 @@ def test_what_follows_test_goes_to_pytest_as_written_options_first_included() ->
         "-s",
     ]
     assert parse(["test"]).pytest_args == []
+
+
+@pytest.mark.usefixtures("stack")  # the local stack, up (make test)
+def test_a_run_on_a_stack_already_up_stops_again_the_services_it_started() -> None:
+    config = StackConfig()
+    supervisor = stack.Supervisor(config)
+    if not supervisor.running():
+        pytest.skip("the stack's endpoints are exported but its supervisord is not this one")
+    idle = sorted({p.name for p in config.services} - stack.running_services(config))
+    if not idle:
+        pytest.skip("every service is running already")
+    name = idle[0]
+
+    with stack.running_stack(config) as started:
+        supervisor.start(name)  # what the end-to-end tests do
+        during = stack.running_services(config)
+
+    assert not started
+    assert name in during
+    assert name not in stack.running_services(config)
