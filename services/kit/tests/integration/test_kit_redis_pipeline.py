@@ -4,11 +4,13 @@ a Redis TimeoutError, and single commands keeping their own deadline afterwards.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -107,3 +109,15 @@ async def test_commands_sent_together_that_redis_does_not_answer_in_time_are_a_r
 
     assert await pipelined(impatient, [("PING",), ("PING",)]) == ["PONG", "PONG"]
     assert await impatient.ping() is True
+
+
+async def test_commands_sent_together_to_a_redis_that_is_not_there_are_a_connection_error() -> None:
+    with socket.socket() as placeholder:  # a port nothing listens on
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    redis = create_redis(f"redis://127.0.0.1:{port}/0", socket_timeout=SHORT_DEADLINE)
+    try:
+        with pytest.raises(RedisConnectionError):
+            await pipelined(redis, [("PING",), ("PING",)])
+    finally:
+        await redis.aclose()
