@@ -1,16 +1,17 @@
-"""Redis clients for the services: asyncio, string replies, hiredis parsing and packing, and
-pipelines read under one deadline."""
+"""Redis clients for the services: asyncio, string replies, hiredis parsing and packing,
+pipelines read under one deadline, and :func:`pipelined` for the hot paths' batches."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio import BlockingConnectionPool, Connection, ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import DataError, ResponseError
@@ -34,6 +35,19 @@ def _packed(args: tuple[Any, ...]) -> bytes:
         return hiredis.pack_command(args)  # type: ignore[no-any-return]
     except TypeError as error:
         raise DataError(str(error)) from error
+
+
+@asynccontextmanager
+async def _one_deadline(pool: ConnectionPool) -> AsyncIterator[None]:
+    """The pool's socket timeout for a whole round trip of many replies (both kinds of
+    pipeline here); past it, a Redis TimeoutError, as a single command's late reply is."""
+    seconds = pool.connection_kwargs.get("socket_timeout")
+    seconds = SOCKET_TIMEOUT_SECONDS if seconds is None else seconds
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as error:
+        raise RedisTimeoutError(f"Redis did not answer a pipeline within {seconds} s") from error
 
 
 class HiredisPackingConnection(Connection):
@@ -71,17 +85,11 @@ class _OneDeadlinePipeline(Pipeline):
     was interrupted)."""
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        seconds = self.connection_pool.connection_kwargs.get("socket_timeout")
-        seconds = SOCKET_TIMEOUT_SECONDS if seconds is None else seconds
         token = _ONE_DEADLINE.set(True)
         try:
-            async with asyncio.timeout(seconds):
+            async with _one_deadline(self.connection_pool):
                 replies: list[Any] = await super().execute(raise_on_error)
                 return replies
-        except TimeoutError as error:
-            raise RedisTimeoutError(
-                f"Redis did not answer a pipeline within {seconds} s"
-            ) from error
         finally:
             _ONE_DEADLINE.reset(token)
 
@@ -109,17 +117,13 @@ async def pipelined(redis: Redis, commands: Sequence[Sequence[Any]]) -> list[Any
     and the error is a Redis ``TimeoutError``. Replies are not passed through redis-py's
     reply callbacks: a script's reply comes back as Redis sent it."""
     pool = redis.connection_pool
-    seconds = pool.connection_kwargs.get("socket_timeout")
-    seconds = SOCKET_TIMEOUT_SECONDS if seconds is None else seconds
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        async with asyncio.timeout(seconds):
+        async with _one_deadline(pool):
             replies: list[Any] = await conn.retry.call_with_retry(
                 lambda: _round_trip(conn, commands), lambda _: conn.disconnect()
             )
             return replies
-    except TimeoutError as error:
-        raise RedisTimeoutError(f"Redis did not answer a pipeline within {seconds} s") from error
     finally:
         await pool.release(conn)
 
