@@ -1,6 +1,7 @@
-"""The kit's Redis client reads a pipeline's replies under one deadline, against the real
-Redis: every reply in order, error replies as answers, a Redis that does not answer in time
-a Redis TimeoutError, and single commands keeping their own deadline afterwards."""
+"""The kit's Redis client reads a pipeline's replies under one deadline, and ``pipelined``
+sends commands together, against the real Redis: every reply in order, error replies as
+answers, a Redis that does not answer in time a Redis TimeoutError (one that is not there a
+ConnectionError), and single commands keeping their own deadline afterwards."""
 
 from __future__ import annotations
 
@@ -22,6 +23,22 @@ BLOCKING_SECONDS = 2
 
 
 @pytest_asyncio.fixture
+async def client(stack: StackEndpoints) -> AsyncIterator[Redis]:
+    """A client with the default deadline."""
+    redis = create_redis(stack.redis_url)
+    yield redis
+    await redis.aclose()
+
+
+@pytest_asyncio.fixture
+async def scratch(client: Redis) -> AsyncIterator[tuple[str, str]]:
+    """Two keys of the test's own, deleted afterwards."""
+    keys = (unique("text"), unique("number"))
+    yield keys
+    await client.delete(*keys)
+
+
+@pytest_asyncio.fixture
 async def impatient(stack: StackEndpoints) -> AsyncIterator[Redis]:
     """A client that waits at most SHORT_DEADLINE seconds for a reply."""
     redis = create_redis(stack.redis_url, max_connections=4, socket_timeout=SHORT_DEADLINE)
@@ -30,20 +47,15 @@ async def impatient(stack: StackEndpoints) -> AsyncIterator[Redis]:
 
 
 async def test_a_pipeline_answers_every_command_in_order_with_error_replies_as_answers(
-    stack: StackEndpoints,
+    client: Redis, scratch: tuple[str, str]
 ) -> None:
-    redis = create_redis(stack.redis_url)
-    text, number = unique("pipe-text"), unique("pipe-number")
-    try:
-        pipe = redis.pipeline(transaction=False)
-        pipe.set(text, "not a number")
-        pipe.incr(number)
-        pipe.incr(text)
-        pipe.incr(number)
-        answers = await pipe.execute(raise_on_error=False)
-    finally:
-        await redis.delete(text, number)
-        await redis.aclose()
+    text, number = scratch
+    pipe = client.pipeline(transaction=False)
+    pipe.set(text, "not a number")
+    pipe.incr(number)
+    pipe.incr(text)
+    pipe.incr(number)
+    answers = await pipe.execute(raise_on_error=False)
 
     assert answers[:2] == [True, 1]
     assert isinstance(answers[2], ResponseError)
@@ -75,25 +87,20 @@ async def test_a_single_command_after_a_pipeline_keeps_its_own_deadline(
 
 
 async def test_commands_sent_together_answer_in_order_with_error_replies_in_their_place(
-    stack: StackEndpoints,
+    client: Redis, scratch: tuple[str, str]
 ) -> None:
-    redis = create_redis(stack.redis_url)
-    text, number = unique("raw-text"), unique("raw-number")
-    try:
-        answers = await pipelined(
-            redis,
-            [
-                ("SET", text, "not a number"),
-                ("INCR", number),
-                ("INCR", text),
-                ("EVALSHA", "0" * 40, 0),
-                ("EVAL", "return {KEYS[1], ARGV[1], 7}", 1, number, "x"),
-                ("INCR", number),
-            ],
-        )
-    finally:
-        await redis.delete(text, number)
-        await redis.aclose()
+    text, number = scratch
+    answers = await pipelined(
+        client,
+        [
+            ("SET", text, "not a number"),
+            ("INCR", number),
+            ("INCR", text),
+            ("EVALSHA", "0" * 40, 0),
+            ("EVAL", "return {KEYS[1], ARGV[1], 7}", 1, number, "x"),
+            ("INCR", number),
+        ],
+    )
 
     assert answers[:2] == ["OK", 1]
     assert isinstance(answers[2], ResponseError)
