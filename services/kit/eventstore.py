@@ -148,6 +148,13 @@ class EventStore(Protocol):
         connection may be waiting on that very lock)."""
         ...
 
+    async def read_streams(
+        self, stream_ids: Sequence[str], *, conn: Connection | None = None
+    ) -> dict[str, list[StoredEvent]]:
+        """Several whole streams in one read, as ``read_stream`` reads one: each id asked
+        for maps to its events in version order (an unknown one to none)."""
+        ...
+
     async def last_event(
         self, stream_id: str, *, conn: Connection | None = None
     ) -> StoredEvent | None:
@@ -376,6 +383,20 @@ class PostgresEventStore:
         )
         return [stored_event_from_row(r) for r in rows]
 
+    async def read_streams(
+        self, stream_ids: Sequence[str], *, conn: Connection | None = None
+    ) -> dict[str, list[StoredEvent]]:
+        found: dict[str, list[StoredEvent]] = {stream_id: [] for stream_id in stream_ids}
+        rows = await (conn or self._pool).fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1::text[])"  # noqa: S608
+            " ORDER BY stream_id, version",
+            list(found),
+        )
+        for row in rows:
+            event = stored_event_from_row(row)
+            found[event.stream_id].append(event)
+        return found
+
     async def last_event(
         self, stream_id: str, *, conn: Connection | None = None
     ) -> StoredEvent | None:
@@ -519,6 +540,11 @@ class InMemoryEventStore:
         self, stream_id: str, after_version: int = 0, *, conn: Connection | None = None
     ) -> list[StoredEvent]:
         return [e for e in self._events if e.stream_id == stream_id and e.version > after_version]
+
+    async def read_streams(
+        self, stream_ids: Sequence[str], *, conn: Connection | None = None
+    ) -> dict[str, list[StoredEvent]]:
+        return {stream_id: await self.read_stream(stream_id) for stream_id in stream_ids}
 
     async def last_event(
         self, stream_id: str, *, conn: Connection | None = None

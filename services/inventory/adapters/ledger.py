@@ -40,7 +40,7 @@ from services.inventory.domain.stock import (
 )
 from services.kit.context import MessageContext
 from services.kit.db import Connection, KeptConnections
-from services.kit.eventstore import PostgresEventStore, StreamAppend
+from services.kit.eventstore import PostgresEventStore, StoredEvent, StreamAppend
 from services.kit.timers import schedule_timer
 
 SALE_END_TIMER = "inventory-sale-end"
@@ -206,8 +206,26 @@ class SaleLedger:
     async def hold(self, merchant_id: str, hold_id: str, *, conn: Connection | None = None) -> Hold:
         """``conn``: read in the caller's transaction (see ``EventStore.read_stream``)."""
         stored = await self.store.read_stream(Hold.stream_id(merchant_id, hold_id), conn=conn)
-        events = [codec.decode(e) for e in stored]
-        return Hold.replay(merchant_id, hold_id, [e for e in events if isinstance(e, _HOLD_EVENTS)])
+        return _hold_of(merchant_id, hold_id, stored)
+
+    async def holds(
+        self, merchant_id: str, hold_ids: Sequence[str], *, conn: Connection | None = None
+    ) -> list[Hold]:
+        """Many holds in one read, in the order asked (``conn`` as for :meth:`hold`)."""
+        streams = [Hold.stream_id(merchant_id, hold_id) for hold_id in hold_ids]
+        stored = await self.store.read_streams(streams, conn=conn)
+        return [
+            _hold_of(merchant_id, hold_id, stored[stream])
+            for hold_id, stream in zip(hold_ids, streams, strict=True)
+        ]
+
+    async def recorded_holds(self, merchant_id: str, hold_ids: Sequence[str]) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT hold_id FROM flash_holds WHERE merchant_id = $1 AND hold_id = ANY($2::text[])",
+            merchant_id,
+            list(hold_ids),
+        )
+        return {row["hold_id"] for row in rows}
 
     async def sku(
         self, merchant_id: str, sku_id: str, *, conn: Connection | None = None
@@ -366,6 +384,11 @@ class SaleLedger:
             await transaction.flush()
 
 
+def _hold_of(merchant_id: str, hold_id: str, stored: Sequence[StoredEvent]) -> Hold:
+    events = [codec.decode(e) for e in stored]
+    return Hold.replay(merchant_id, hold_id, [e for e in events if isinstance(e, _HOLD_EVENTS)])
+
+
 async def _sale_row(
     conn: Connection, merchant_id: str, sale_id: str, *, lock: bool
 ) -> asyncpg.Record | None:
@@ -427,6 +450,9 @@ class SaleTransaction:
         # starved it when every pooled connection was waiting on that lock (a burst of
         # payments confirming holds of one sale timed out that way).
         return await self._ledger.hold(self.sale.merchant_id, hold_id, conn=self._conn)
+
+    async def holds(self, hold_ids: Sequence[str]) -> list[Hold]:
+        return await self._ledger.holds(self.sale.merchant_id, hold_ids, conn=self._conn)
 
     async def durable_holds(self) -> list[DurableHold]:
         return await _durable_holds(self._conn, self.sale.merchant_id, self.sale.sale_id)
@@ -516,11 +542,14 @@ class SaleTransaction:
             )
         if appends:
             await self._ledger.store.append(appends, conn=self._conn)
-        for hold_id, state in self._hold_states:
+        if self._hold_states:
+            states = dict(self._hold_states)  # a hold changed twice ends in its last state
             await self._conn.execute(
-                "UPDATE flash_holds SET state = $3 WHERE merchant_id = $1 AND hold_id = $2",
+                "UPDATE flash_holds h SET state = u.state"
+                " FROM unnest($2::text[], $3::text[]) AS u(hold_id, state)"
+                " WHERE h.merchant_id = $1 AND h.hold_id = u.hold_id",
                 self.sale.merchant_id,
-                hold_id,
-                state,
+                list(states),
+                list(states.values()),
             )
         await _save_counters(self._conn, self.sale.merchant_id, self.sale.sale_id, self.counters)

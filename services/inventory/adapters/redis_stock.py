@@ -95,6 +95,15 @@ def keys_of(sale: FlashSale, bucket: int) -> BucketKeys:
     return _bucket_keys(sale.merchant_id, sale.sale_id, bucket)
 
 
+def _released(reply: list[Any]) -> Released:
+    """release.lua's answer: OK or ALREADY with the units and whether they went back to the
+    SKU (the sale had ended), or the refusal alone."""
+    outcome = str(reply[0])
+    if outcome not in ("OK", "ALREADY"):
+        return Released(outcome)
+    return Released(outcome, quantity=_int(reply[1]), returned_to_sku=_int(reply[2]) == 1)
+
+
 def parse_record(raw: str) -> HoldRecord:
     """A hold record as reserve.lua writes it: user|quantity|expiry|state|bucket|home|epoch."""
     user, quantity, expiry, state, bucket, home, epoch = raw.split("|")
@@ -251,31 +260,59 @@ class RedisFlashStock:
     ) -> Released:
         """Give the hold's units back. ``forget`` is for a hold that never became durable:
         its record is dropped, so that nothing remembers a hold nobody was told about."""
-        keys = keys_of(sale, bucket)
-        same_home = bucket == home
-        reply = await self._scripts["release"](
-            keys=[keys.meta, keys.stock, keys.holds, keys.expiry, keys.users],
-            args=[
-                hold_id,
-                now_ms,
-                int(only_if_expired),
-                int(same_home),
-                RESTOCK_CHANNEL,
-                f"{sale.merchant_id}:{sale.sale_id}",
-                int(forget),
-            ],
+        (released,) = await self.release_many(
+            sale, [(hold_id, bucket, home)], now_ms, only_if_expired=only_if_expired, forget=forget
         )
-        outcome = str(reply[0])
-        if outcome == "ALREADY":
-            return Released(outcome, quantity=_int(reply[1]), returned_to_sku=_int(reply[2]) == 1)
-        if outcome != "OK":
-            return Released(outcome)
-        if not same_home:
-            home_keys = keys_of(sale, home)
-            await self._scripts["release_quota"](
-                keys=[home_keys.users, home_keys.holds], args=[hold_id, int(forget)]
+        return released
+
+    @_unavailable_on_redis_errors
+    async def release_many(
+        self,
+        sale: FlashSale,
+        holds: Sequence[tuple[str, int, int]],
+        now_ms: int,
+        *,
+        only_if_expired: bool,
+        forget: bool = False,
+    ) -> list[Released]:
+        """Give back the units of many holds of a sale, ``(hold id, bucket, home bucket)``
+        each: one round trip, and one more for the holds whose per-user quota is kept in
+        another bucket than their units (spilled)."""
+        target = f"{sale.merchant_id}:{sale.sale_id}"
+        calls = []
+        for hold_id, bucket, home in holds:
+            keys = keys_of(sale, bucket)
+            calls.append(
+                (
+                    keys.meta,
+                    keys.stock,
+                    keys.holds,
+                    keys.expiry,
+                    keys.users,
+                    hold_id,
+                    now_ms,
+                    int(only_if_expired),
+                    int(bucket == home),
+                    RESTOCK_CHANNEL,
+                    target,
+                    int(forget),
+                )
             )
-        return Released(outcome, quantity=_int(reply[1]), returned_to_sku=_int(reply[2]) == 1)
+        replies = await evalsha_many(self._redis, self._scripts["release"], 5, calls)
+        released = [_released(reply) for reply in replies]
+        spilled = [
+            (keys_of(sale, home), hold_id)
+            for (hold_id, bucket, home), outcome in zip(holds, released, strict=True)
+            if outcome.outcome == "OK" and bucket != home
+        ]
+        if spilled:
+            await evalsha_many(
+                self._redis,
+                self._scripts["release_quota"],
+                2,
+                [(keys.users, keys.holds, hold_id, int(forget)) for keys, hold_id in spilled],
+            )
+        return released
 
     @_unavailable_on_redis_errors
     async def close(self, sale: FlashSale) -> int:
@@ -320,10 +357,18 @@ class RedisFlashStock:
     async def announce_restock(self, sale: FlashSale) -> None:
         await self._redis.publish(RESTOCK_CHANNEL, f"{sale.merchant_id}:{sale.sale_id}")
 
-    @_unavailable_on_redis_errors
     async def record(self, sale: FlashSale, bucket: int, hold_id: str) -> HoldRecord | None:
-        raw = await self._redis.hget(keys_of(sale, bucket).holds, hold_id)
-        return parse_record(str(raw)) if raw else None
+        (record,) = await self.records(sale, bucket, [hold_id])
+        return record
+
+    @_unavailable_on_redis_errors
+    async def records(
+        self, sale: FlashSale, bucket: int, hold_ids: Sequence[str]
+    ) -> list[HoldRecord | None]:
+        if not hold_ids:
+            return []
+        raws = await self._redis.hmget(keys_of(sale, bucket).holds, list(hold_ids))
+        return [parse_record(str(raw)) if raw else None for raw in raws]
 
     @_unavailable_on_redis_errors
     async def exists(self, sale: FlashSale) -> bool:

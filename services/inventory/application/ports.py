@@ -141,6 +141,19 @@ class FlashStock(Protocol):
         its expiry (the sweeper). ``forget``: a hold that never became durable; drop it."""
         ...
 
+    async def release_many(
+        self,
+        sale: FlashSale,
+        holds: Sequence[tuple[str, int, int]],
+        now_ms: int,
+        *,
+        only_if_expired: bool,
+        forget: bool = False,
+    ) -> list[Released]:
+        """``release`` for many holds of one sale, ``(hold id, bucket, home bucket)`` each,
+        in one round trip; the answers in the same order."""
+        ...
+
     async def close(self, sale: FlashSale) -> int: ...
 
     async def expiring(
@@ -151,7 +164,11 @@ class FlashStock(Protocol):
         ran out by ``now_ms``."""
         ...
 
-    async def record(self, sale: FlashSale, bucket: int, hold_id: str) -> HoldRecord | None: ...
+    async def records(
+        self, sale: FlashSale, bucket: int, hold_ids: Sequence[str]
+    ) -> list[HoldRecord | None]:
+        """What the bucket keeps of each hold (None: nothing), in one round trip."""
+        ...
 
     async def forget_pending(self, sale: FlashSale, bucket: int, hold_id: str) -> None: ...
 
@@ -205,6 +222,11 @@ class LockedSale(Protocol):
 
     async def hold(self, hold_id: str) -> Hold: ...
 
+    async def holds(self, hold_ids: Sequence[str]) -> list[Hold]:
+        """The holds, in the order asked, in one read (one that does not exist has
+        ``exists`` false)."""
+        ...
+
     async def durable_holds(self) -> list[DurableHold]: ...
 
     def bump_epoch(self) -> int: ...
@@ -231,6 +253,10 @@ class SaleRecords(Protocol):
         ...
 
     async def hold(self, merchant_id: str, hold_id: str) -> Hold: ...
+
+    async def recorded_holds(self, merchant_id: str, hold_ids: Sequence[str]) -> set[str]:
+        """Which of these holds the store has, in one read."""
+        ...
 
     async def sku(self, merchant_id: str, sku_id: str) -> SkuStock: ...
 

@@ -3,9 +3,9 @@
 Subclass :class:`EventStoreContract` in a test module and provide a ``store`` fixture that
 returns a fresh, empty store per test; every test of the contract then runs against it.
 The tests use only the :class:`~services.kit.eventstore.EventStore` protocol (``append``,
-``read_stream``, ``last_event``, ``read_all``, ``last_position``). Positions are checked
-relative to the store's ``last_position()`` at the start of a test and stream ids are unique
-per test.
+``read_stream``, ``read_streams``, ``last_event``, ``read_all``, ``last_position``).
+Positions are checked relative to the store's ``last_position()`` at the start of a test and
+stream ids are unique per test.
 """
 
 from __future__ import annotations
@@ -112,6 +112,24 @@ class EventStoreContract:
         assert (last.version, labels([last])) == (3, ["c"])
         assert last == (await store.read_stream(sku))[-1]
         assert await store.last_event(stream()) is None
+
+    async def test_reads_several_streams_at_once_each_in_version_order(
+        self, store: EventStore
+    ) -> None:
+        left, right, unknown, untouched = stream(), stream(), stream(), stream()
+        await store.append([appending(left, 0, event("left-1"))])
+        await store.append([appending(right, 0, event("right-1"), event("right-2"))])
+        await store.append([appending(untouched, 0, event("other"))])
+        await store.append([appending(left, 1, event("left-2"))])
+
+        found = await store.read_streams([right, unknown, left])
+
+        assert list(found) == [right, unknown, left]
+        assert labels(found[left]) == ["left-1", "left-2"]
+        assert labels(found[right]) == ["right-1", "right-2"]
+        assert found[unknown] == []
+        assert found[left] == await store.read_stream(left)
+        assert await store.read_streams([]) == {}
 
     async def test_keeps_streams_apart(self, store: EventStore) -> None:
         left, right = stream(), stream()

@@ -5,10 +5,15 @@ its units back to the SKU; every step leaves Redis and the event store in agreem
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
+from services.inventory.adapters.redis_stock import RedisFlashStock
+from services.inventory.application.flash_sales import FlashSales
+from services.inventory.application.ports import Released
 from services.inventory.domain.sale import (
+    FlashSale,
     HoldReleasedError,
     HoldState,
     ReleaseReason,
@@ -16,6 +21,7 @@ from services.inventory.domain.sale import (
 )
 from services.inventory.tests.conftest import Clock, InventoryFactory
 from services.inventory.tests.flash_helpers import (
+    Stage,
     audit,
     patient_replica,
     stage_sale,
@@ -111,6 +117,87 @@ async def test_one_sweep_releases_the_run_out_holds_of_every_sale_and_bucket_and
             assert events.reasons == {"expired": 4}
             status = await audit(stage)
             assert (status.held, status.available) == (0, 8)
+
+
+async def test_a_crowd_of_holds_running_out_together_is_released_in_one_sweep_beyond_its_limit(
+    make_inventory: InventoryFactory,
+) -> None:
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=100, buckets=2, hold_ttl_seconds=TTL)
+        holds = [unique("order") for _ in range(90)]
+        paid = holds[:5]
+        reserved = await asyncio.gather(
+            *(stage.reserve(f"buyer-{n}", 1, hold) for n, hold in enumerate(holds))
+        )
+        for hold in paid:
+            await stage.flash_sales.confirm(stage.merchant, hold)
+        clock.advance(TTL + 1)
+
+        released = await stage.flash_sales.sweep(limit=20)  # 85 to release, 20 per look
+        again = await tally(stage)
+        await stage.flash_sales.sweep(limit=20)
+
+        assert all(r.reserved for r in reserved)
+        assert released >= 85  # the module's other sales may have holds that ran out too
+        assert again.reasons == {"expired": 85}
+        events = await tally(stage)
+        assert events.reasons == {"expired": 85}
+        assert {events.state[hold] for hold in paid} == {"confirmed"}
+        assert {events.state[hold] for hold in holds[5:]} == {"released"}
+        status = await audit(stage)
+        assert (status.held, status.sold, status.available) == (0, 5, 95)
+
+
+class _RedisFailingOverMidSweep(RedisFlashStock):
+    """The real Redis stock, but the sale is gone from Redis (a failover without its data)
+    just as the sweeper gives back its first batch of holds: after it looked for them."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(stage.parts.redis)
+        self._stage = stage
+        self.failovers = 0
+
+    async def release_many(
+        self,
+        sale: FlashSale,
+        holds: Sequence[tuple[str, int, int]],
+        now_ms: int,
+        *,
+        only_if_expired: bool,
+        forget: bool = False,
+    ) -> list[Released]:
+        if sale.sale_id == self._stage.sale.sale_id and not self.failovers:
+            self.failovers += 1
+            await self._stage.lose_redis()
+        return await super().release_many(
+            sale, holds, now_ms, only_if_expired=only_if_expired, forget=forget
+        )
+
+
+async def test_a_sale_redis_loses_while_the_sweeper_releases_is_rebuilt_and_each_hold_released_once(
+    make_inventory: InventoryFactory,
+) -> None:
+    clock = Clock()
+    async with make_inventory(clock=clock) as parts:
+        stage = await stage_sale(parts, clock, allocated=50, hold_ttl_seconds=TTL)
+        holds = [unique("order") for _ in range(40)]
+        for n, hold in enumerate(holds):
+            assert (await stage.reserve(f"buyer-{n}", 1, hold)).reserved
+        epoch = await stage.epoch()
+        failing = _RedisFailingOverMidSweep(stage)
+        sweeper = FlashSales(parts.ledger, failing, clock=clock)
+        clock.advance(TTL + 1)
+
+        await sweeper.sweep()
+
+        assert failing.failovers == 1
+        assert await stage.epoch() == epoch + 1  # rebuilt from the store, once
+        events = await tally(stage)
+        assert events.reasons == {"expired": 40}
+        assert set(events.state.values()) == {"released"}
+        status = await audit(stage)
+        assert (status.held, status.available) == (0, 50)
 
 
 async def test_paying_for_a_hold_after_the_sweeper_released_it_is_refused(
