@@ -364,37 +364,59 @@ class FlashSales:
         only_if_expired: bool = False,
     ) -> HoldState:
         hold = await locked.hold(hold_id)
-        if hold.state is HoldState.RELEASED:
-            return HoldState.RELEASED
-        if only_if_expired and hold.state is not HoldState.HELD:
-            await self._stock.confirm(locked.sale, hold_id, hold.bucket)  # Redis was behind
-            return hold.state
-        now_ms = epoch_ms(self._clock())
-        released = await self._stock.release(
-            locked.sale,
-            hold_id,
-            hold.bucket,
-            hold.home_bucket,
-            now_ms,
-            only_if_expired=only_if_expired,
+        released = await self._release_holds(
+            locked, [hold], reason, only_if_expired=only_if_expired
         )
-        if released.outcome == "NOHOLD":
+        return HoldState.RELEASED if released else hold.state
+
+    async def _release_holds(
+        self,
+        locked: LockedSale,
+        holds: Sequence[Hold],
+        reason: ReleaseReason,
+        *,
+        only_if_expired: bool,
+    ) -> int:
+        """Under the sale's lock: give back in Redis, in one round trip, the units of the
+        holds not released yet, then record the releases; how many were released.
+        ``only_if_expired`` (the sweeper): only holds still held and past their time; a hold
+        paid meanwhile is confirmed in Redis instead (Redis was behind). Should Redis have
+        lost the sale, it is rebuilt from the store before anything is recorded (the store
+        has none of these releases yet, so the rebuilt sale has the holds again) and the
+        holds are given back again."""
+        pending: list[Hold] = []
+        for hold in holds:
+            if not hold.exists:
+                raise HoldNotFoundError(f"hold {hold.hold_id} not found")
+            if hold.state is HoldState.RELEASED:
+                continue
+            if only_if_expired and hold.state is not HoldState.HELD:
+                await self._stock.confirm(locked.sale, hold.hold_id, hold.bucket)
+                continue
+            pending.append(hold)
+        if not pending:
+            return 0
+        now_ms = epoch_ms(self._clock())
+        targets = [(hold.hold_id, hold.bucket, hold.home_bucket) for hold in pending]
+        answers = await self._stock.release_many(
+            locked.sale, targets, now_ms, only_if_expired=only_if_expired
+        )
+        if any(answer.outcome == "NOHOLD" for answer in answers):
             await self._rebuild_locked(locked, force=True)
-            released = await self._stock.release(
-                locked.sale,
-                hold_id,
-                hold.bucket,
-                hold.home_bucket,
-                now_ms,
-                only_if_expired=only_if_expired,
+            answers = await self._stock.release_many(
+                locked.sale, targets, now_ms, only_if_expired=only_if_expired
             )
-        if released.outcome not in ("OK", "ALREADY"):
-            return hold.state
-        event = hold.release(reason, released.returned_to_sku)
-        assert event is not None
-        await locked.release(hold, event)
-        RELEASED.labels(reason.value).inc()
-        return HoldState.RELEASED
+        released = 0
+        for hold, answer in zip(pending, answers, strict=True):
+            if answer.outcome not in ("OK", "ALREADY"):
+                continue
+            event = hold.release(reason, answer.returned_to_sku)
+            assert event is not None
+            await locked.release(hold, event)
+            released += 1
+        if released:
+            RELEASED.labels(reason.value).inc(released)
+        return released
 
     async def _sale_of_hold(self, merchant_id: str, hold_id: str) -> str:
         validate_merchant_id(merchant_id)
@@ -569,45 +591,12 @@ class FlashSales:
 
         async def attempt() -> int:
             async with self._records.locked_sale(sale.merchant_id, sale.sale_id) as locked:
-                return await self._release_expired(locked, await locked.holds(durable))
+                holds = await locked.holds(durable)
+                return await self._release_holds(
+                    locked, holds, ReleaseReason.EXPIRED, only_if_expired=True
+                )
 
         return await retry_on_conflict(attempt)
-
-    async def _release_expired(self, locked: LockedSale, holds: Sequence[Hold]) -> int:
-        """Under the sale's lock: give back in Redis, in one round trip, the holds still
-        held (a hold paid meanwhile is confirmed there instead), then record the releases;
-        how many were released. Should Redis have lost the sale, it is rebuilt from the
-        store before anything is recorded (the store holds none of these releases yet, so
-        the rebuilt sale has the holds again) and the holds are given back again."""
-        held: list[Hold] = []
-        for hold in holds:
-            if not hold.exists:
-                continue
-            if hold.state is HoldState.HELD:
-                held.append(hold)
-            elif hold.state is not HoldState.RELEASED:  # paid: Redis was behind
-                await self._stock.confirm(locked.sale, hold.hold_id, hold.bucket)
-        if not held:
-            return 0
-        now_ms = epoch_ms(self._clock())
-        targets = [(hold.hold_id, hold.bucket, hold.home_bucket) for hold in held]
-        answers = await self._stock.release_many(locked.sale, targets, now_ms, only_if_expired=True)
-        if any(answer.outcome == "NOHOLD" for answer in answers):
-            await self._rebuild_locked(locked, force=True)
-            answers = await self._stock.release_many(
-                locked.sale, targets, now_ms, only_if_expired=True
-            )
-        count = 0
-        for hold, answer in zip(held, answers, strict=True):
-            if answer.outcome not in ("OK", "ALREADY"):
-                continue
-            event = hold.release(ReleaseReason.EXPIRED, answer.returned_to_sku)
-            assert event is not None
-            await locked.release(hold, event)
-            count += 1
-        if count:
-            RELEASED.labels(ReleaseReason.EXPIRED.value).inc(count)
-        return count
 
     async def reconcile(self, sales: Sequence[FlashSale] | None = None) -> list[Drift]:
         """Compare Redis with the event store for the given sales (default: every live
