@@ -29,7 +29,7 @@ demo: install ## Run the main job: start the stack, run the scenario, print it, 
 test: install lint proto-check ## Lint, then the whole suite against the real local stack
 	$(PY) -m devstack test
 
-chaos: install ## The heavy runs: the full 2,000-buyer storm (about half a minute)
+chaos: install ## The heavy runs: the full 2,000-buyer storm (under a minute)
 	LIVECOMMERCE_CHAOS=1 $(PY) -m devstack test -m chaos
 
 bench: install ## Benchmark the reserve path and the order checkout (artifacts/bench/); ARGS="--strict"
