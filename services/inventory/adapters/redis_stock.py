@@ -95,6 +95,12 @@ def keys_of(sale: FlashSale, bucket: int) -> BucketKeys:
     return _bucket_keys(sale.merchant_id, sale.sale_id, bucket)
 
 
+def _restock_message(sale: FlashSale) -> str:
+    """What a restock announcement carries (release.lua publishes the same): the sale it
+    reopens, as ``merchant:sale`` (see ``forget_sold_out_on_restock``)."""
+    return f"{sale.merchant_id}:{sale.sale_id}"
+
+
 def _released(reply: list[Any]) -> Released:
     """release.lua's answer: OK or ALREADY with the units and whether they went back to the
     SKU (the sale had ended), or the refusal alone."""
@@ -278,7 +284,7 @@ class RedisFlashStock:
         """Give back the units of many holds of a sale, ``(hold id, bucket, home bucket)``
         each: one round trip, and one more for the holds whose per-user quota is kept in
         another bucket than their units (spilled)."""
-        target = f"{sale.merchant_id}:{sale.sale_id}"
+        target = _restock_message(sale)
         calls = []
         for hold_id, bucket, home in holds:
             keys = keys_of(sale, bucket)
@@ -355,11 +361,7 @@ class RedisFlashStock:
 
     @_unavailable_on_redis_errors
     async def announce_restock(self, sale: FlashSale) -> None:
-        await self._redis.publish(RESTOCK_CHANNEL, f"{sale.merchant_id}:{sale.sale_id}")
-
-    async def record(self, sale: FlashSale, bucket: int, hold_id: str) -> HoldRecord | None:
-        (record,) = await self.records(sale, bucket, [hold_id])
-        return record
+        await self._redis.publish(RESTOCK_CHANNEL, _restock_message(sale))
 
     @_unavailable_on_redis_errors
     async def records(

@@ -340,33 +340,20 @@ class FlashSales:
             raise HoldReleasedError(f"hold {hold_id} had expired; it cannot be paid")
         return state
 
-    async def release(
-        self,
-        merchant_id: str,
-        hold_id: str,
-        reason: ReleaseReason,
-        *,
-        only_if_expired: bool = False,
-    ) -> HoldState:
+    async def release(self, merchant_id: str, hold_id: str, reason: ReleaseReason) -> HoldState:
         sale_id = await self._sale_of_hold(merchant_id, hold_id)
 
         async def attempt() -> HoldState:
             async with self._records.locked_sale(merchant_id, sale_id) as locked:
-                return await self._record_release(locked, hold_id, reason, only_if_expired)
+                return await self._record_release(locked, hold_id, reason)
 
         return await retry_on_conflict(attempt)
 
     async def _record_release(
-        self,
-        locked: LockedSale,
-        hold_id: str,
-        reason: ReleaseReason,
-        only_if_expired: bool = False,
+        self, locked: LockedSale, hold_id: str, reason: ReleaseReason
     ) -> HoldState:
         hold = await locked.hold(hold_id)
-        released = await self._release_holds(
-            locked, [hold], reason, only_if_expired=only_if_expired
-        )
+        released = await self._release_holds(locked, [hold], reason, only_if_expired=False)
         return HoldState.RELEASED if released else hold.state
 
     async def _release_holds(

@@ -104,7 +104,7 @@ async def test_one_sweep_releases_the_run_out_holds_of_every_sale_and_bucket_and
             bucket
             for bucket in range(4)
             for hold in (await tally(spread)).state
-            if await spread.redis_stock.record(spread.sale, bucket, hold) is not None
+            if await spread.redis_stock.records(spread.sale, bucket, [hold]) != [None]
         }
         await stages[2].lose_redis()  # the sweep rebuilds it, then releases its holds too
         clock.advance(TTL + 1)

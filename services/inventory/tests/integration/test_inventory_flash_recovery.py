@@ -216,7 +216,7 @@ async def test_a_hold_decided_against_a_state_a_rebuild_replaced_is_given_back_a
             reserving = asyncio.create_task(stage.reserve("caught", 2, "order-caught"))
 
             async def decided() -> bool:
-                return await stage.redis_stock.record(stage.sale, 0, "order-caught") is not None
+                return (await stage.redis_stock.records(stage.sale, 0, ["order-caught"])) != [None]
 
             await eventually(decided, "the reservation decided in Redis")
             epoch = locked.bump_epoch()
@@ -444,7 +444,7 @@ async def test_a_reservation_cancelled_while_its_hold_is_recorded_keeps_the_unit
             reserving = asyncio.create_task(stage.reserve("quitter", 2, "order-quitter"))
 
             async def decided() -> bool:
-                return await stage.redis_stock.record(stage.sale, 0, "order-quitter") is not None
+                return (await stage.redis_stock.records(stage.sale, 0, ["order-quitter"])) != [None]
 
             await eventually(decided, "the reservation decided in Redis")
             reserving.cancel()
