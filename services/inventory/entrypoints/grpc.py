@@ -20,6 +20,7 @@ from services.inventory.domain.sale import (
     ReserveStock,
 )
 from services.inventory.settings import InventorySettings
+from services.kit.batching import ReplyPacer
 from services.kit.errors import InvalidArgumentError
 from services.kit.grpc import Context, current_caller, start_grpc_server
 from services.kit.identity import Role, TokenVerifier
@@ -64,10 +65,13 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         stock: EventSourcedStockRepository,
         flash_sales: FlashSales,
         stream_interval: float = 0.5,
+        sold_out_pacer: ReplyPacer | None = None,
     ) -> None:
+        """``sold_out_pacer``: sold-out answers leave through it (none: each at once)."""
         self._stock = stock
         self._flash_sales = flash_sales
         self._stream_interval = stream_interval
+        self._sold_out_pacer = sold_out_pacer or ReplyPacer(0)
 
     async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.ReserveReply:
         caller = current_caller()
@@ -90,6 +94,10 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         )
         if reservation.expires_at is not None:
             reply.expires_at.CopyFrom(timestamp(reservation.expires_at))
+        if not reservation.reserved:
+            # Most of a spike's answers: they go out together rather than one by one (held
+            # ones already do, with their group commit).
+            await self._sold_out_pacer.turn()
         return reply
 
     async def Confirm(self, request: pb.HoldRequest, context: Context) -> pb.HoldReply:
@@ -179,7 +187,10 @@ async def serve_grpc(settings: InventorySettings, stop: asyncio.Event) -> None:
     serve_metrics(settings.metrics_port)
     async with inventory(settings) as parts:
         servicer = InventoryServicer(
-            parts.stock, parts.flash_sales, settings.stream_stock_interval_seconds
+            parts.stock,
+            parts.flash_sales,
+            settings.stream_stock_interval_seconds,
+            ReplyPacer(settings.sold_out_reply_interval_ms / 1000),
         )
         server, _ = await start_grpc_server(
             service=settings.service_name,

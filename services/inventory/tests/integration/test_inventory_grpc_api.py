@@ -24,6 +24,7 @@ from services.inventory.domain.sale import DEFAULT_HOLD_TTL_SECONDS, AllocateToS
 from services.inventory.domain.stock import ReceiveStock
 from services.inventory.entrypoints.grpc import InventoryServicer
 from services.inventory.tests.conftest import Clock, InventoryFactory
+from services.kit.batching import ReplyPacer
 from services.kit.grpc import authenticated_channel, start_grpc_server
 from services.kit.identity import Role, TokenIssuer, TokenVerifier
 from services.kit.testing import unique
@@ -38,6 +39,8 @@ HOLD_TTL = 600
 SKU = "TEE-RED-M"
 STREAM_WAIT = 1.0
 """A change must reach a StreamStock client within this many seconds."""
+SOLD_OUT_PACE = 0.3
+"""The test server's sold-out answers leave together at most this often (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,12 @@ async def next_status(call: grpc.aio.UnaryStreamCall[pb.GetSaleRequest, pb.SaleS
 async def api(make_inventory: InventoryFactory) -> AsyncIterator[Api]:
     clock = Clock()
     async with make_inventory(clock=clock) as parts:
-        servicer = InventoryServicer(parts.stock, parts.flash_sales, stream_interval=0.05)
+        servicer = InventoryServicer(
+            parts.stock,
+            parts.flash_sales,
+            stream_interval=0.05,
+            sold_out_pacer=ReplyPacer(SOLD_OUT_PACE),
+        )
         server, port = await start_grpc_server(
             service="inventory-grpc-test",
             address="127.0.0.1:0",
@@ -277,6 +285,28 @@ async def test_a_sold_out_sale_answers_sold_out_as_a_normal_reply_and_takes_noth
     assert sold_out.remaining == 0
     assert not sold_out.HasField("expires_at")
     assert await api.counts(sale) == (2, 0, 2, 0, 0)
+
+
+async def test_sold_out_answers_to_a_busy_server_leave_together_each_with_its_own_hold_id(
+    api: Api,
+) -> None:
+    sale = await api.open_sale(quantity=1)
+    await api.reserve(sale, "buyer-1", 1)
+    first = await api.reserve(sale, "buyer-2", 1)  # an idle server answers at once
+    loop = asyncio.get_running_loop()
+    burst_sent = loop.time()
+
+    burst = await asyncio.gather(
+        *(api.reserve(sale, f"buyer-{n}", 1, hold_id=f"order-{n}") for n in range(3, 8))
+    )
+
+    waited = loop.time() - burst_sent
+    assert first.outcome == SOLD_OUT
+    assert [(r.outcome, r.hold_id) for r in burst] == [
+        (SOLD_OUT, f"order-{n}") for n in range(3, 8)
+    ]
+    assert waited >= SOLD_OUT_PACE / 3  # held for the next group, not answered one by one
+    assert await api.counts(sale) == (1, 0, 1, 0, 0)
 
 
 async def test_a_quantity_of_zero_or_above_the_per_user_limit_is_invalid_argument(

@@ -1,12 +1,15 @@
 """The micro-batcher: bursts become one batch, every item gets its own result, and a busy
-batcher with a minimum interval gathers what arrives one by one."""
+batcher with a minimum interval gathers what arrives one by one. The reply pacer: answers
+of an idle server go at once, those of a busy one together."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
-from services.kit.batching import MicroBatcher, record_or_give_back, until_recorded
+import pytest
+
+from services.kit.batching import MicroBatcher, ReplyPacer, record_or_give_back, until_recorded
 from services.kit.errors import OutcomeUnknownError
 
 
@@ -125,3 +128,58 @@ async def test_a_group_commit_that_cannot_tell_whether_it_was_recorded_gives_not
 
     assert all(isinstance(r, OutcomeUnknownError) for r in results)
     assert given_back == []
+
+
+def _returns_without_waiting(pacer: ReplyPacer) -> bool:
+    turn = pacer.turn()
+    try:
+        turn.send(None)
+    except StopIteration:
+        return True
+    turn.close()
+    return False
+
+
+async def test_an_idle_pacer_lets_an_answer_go_without_waiting() -> None:
+    pacer = ReplyPacer(0.05)
+
+    assert _returns_without_waiting(pacer)
+
+
+async def test_a_pacer_without_an_interval_never_waits() -> None:
+    pacer = ReplyPacer(0)
+
+    assert all(_returns_without_waiting(pacer) for _ in range(3))
+
+
+async def test_answers_to_a_busy_pacer_leave_together_an_interval_after_the_last_group() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = ReplyPacer(0.05)
+    await pacer.turn()
+    first = loop.time()
+    woken: list[float] = []
+
+    async def answer() -> None:
+        await pacer.turn()
+        woken.append(loop.time())
+
+    await asyncio.gather(answer(), answer(), answer())
+
+    assert min(woken) - first >= 0.045  # none before the interval
+    assert max(woken) - min(woken) < 0.01  # one group, not one interval each
+    assert not _returns_without_waiting(pacer)  # it just sent a group: busy again
+
+
+async def test_a_cancelled_answer_does_not_hold_back_the_others() -> None:
+    pacer = ReplyPacer(0.05)
+    await pacer.turn()
+    leaving = asyncio.create_task(pacer.turn())
+    staying = asyncio.create_task(pacer.turn())
+    await asyncio.sleep(0)
+
+    leaving.cancel()
+    await asyncio.wait_for(staying, timeout=1)
+
+    assert leaving.cancelled()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
