@@ -29,10 +29,10 @@ class InventorySettings(ServiceSettings):
     """Under load, reservations are sent to Redis at most this often, one pipeline carrying
     all that arrived meanwhile (gRPC calls arrive one by one; a pipeline each cost more CPU
     than the decision). An idle process sends at once. 0: no spacing."""
-    sold_out_reply_interval_ms: float = Field(default=2.0, ge=0, le=100)
-    """Under load, sold-out answers leave together at most this often: answered one by one,
-    each costs the gRPC server about a third more CPU (docs/benchmarks.md, session 14). An
-    idle process answers at once. 0: each at once."""
+    sold_out_reply_interval_ms: float = Field(default=6.0, ge=0, le=100)
+    """Under load, sold-out answers leave together at most this often (the decisions' own
+    spacing): answered one by one, each costs the gRPC server about a third more CPU
+    (docs/benchmarks.md, session 14). An idle process answers at once. 0: each at once."""
     sold_out_memory_seconds: float = Field(default=1.0, gt=0, le=60)
     """How long a process answers "sold out" from memory without asking Redis again."""
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
