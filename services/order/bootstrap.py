@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.kit.batching import ReplyPacer
 from services.kit.db import database
 from services.kit.eventstore import PostgresEventStore, utcnow
 from services.kit.grpc import authenticated_channel
@@ -38,6 +39,8 @@ class OrderService:
     orders: Orders
     provider_name: str
     payments: PaymentProvider
+    sold_out_pacer: ReplyPacer
+    """The HTTP API's "sold out" refusals leave through it."""
 
 
 def payment_provider(settings: OrderSettings) -> PaymentProvider:
@@ -81,6 +84,7 @@ async def order_service(
                 ),
                 provider_name=provider.name,
                 payments=provider,
+                sold_out_pacer=ReplyPacer(settings.sold_out_reply_interval_ms / 1000),
             )
         finally:
             await inventory.close()

@@ -41,6 +41,10 @@ class OrderSettings(ServiceSettings):
     """How long a process answers "sold out" for a room's SKU from memory, without pricing
     the order or asking inventory, after inventory last said so: a unit that comes back is
     offered again this much later at worst (inventory's own memory is cleared at once)."""
+    sold_out_reply_interval_ms: float = Field(default=6.0, ge=0, le=100)
+    """Under load, "sold out" refusals leave together at most this often: answered one by
+    one, each costs the API more CPU (docs/benchmarks.md, session 14). An idle process
+    answers at once. 0: each at once."""
     sandbox_url: str = "http://127.0.0.1:8190"
     sandbox_api_key: SecretStr = SecretStr(DEVELOPMENT_SANDBOX_API_KEY)
     sandbox_signing_secret: SecretStr = SecretStr(DEVELOPMENT_SANDBOX_SIGNING_SECRET)

@@ -24,6 +24,7 @@ from services.kit.nonces import NonceStore
 from services.kit.ratelimit import install_rate_limiter, limit_rate
 from services.kit.redis import create_redis
 from services.order.application.orders import Orders, Payable
+from services.order.application.ports import SoldOutError
 from services.order.bootstrap import OrderService, order_service
 from services.order.domain.checkout import PlaceOrder, validate_idempotency_key
 from services.order.domain.order import Channel, Order, OrderStatus, ReturnKind
@@ -315,7 +316,13 @@ async def place(
         group_id=body.group_id,
         share_code=body.share_code,
     )
-    return OrderOut.of(await _orders(request).place(command, key))
+    try:
+        placed = await _orders(request).place(command, key)
+    except SoldOutError:
+        # Most of a spike's answers: refused together rather than one by one.
+        await _service(request).sold_out_pacer.turn()
+        raise
+    return OrderOut.of(placed)
 
 
 @router.get("/orders/{order_id}", tags=["orders"], summary="One order")
