@@ -119,11 +119,12 @@ class ReplyPacer:
     group, which leaves ``interval`` after the last one, all its waiters woken in one turn
     of the event loop.
 
-    For answers that need no batch of their own (a sale already known to be sold out):
-    grpc.aio pays a wake-up between its poller thread and the event loop, and a write, per
-    turn of the loop that has answers to send, so answers sent one turn each cost the
-    server about a third more CPU than answers sent together (docs/benchmarks.md, session
-    14). An idle server answers at once; a busy one, at most ``interval`` later."""
+    For answers that need no batch of their own ("sold out", known from memory): a server
+    pays per turn of the loop that has answers to send (grpc.aio a wake-up between its
+    poller thread and the loop and a write; uvicorn a write), so answers sent one turn each
+    cost about a third more CPU over gRPC, and a fifth more over HTTP, than answers sent
+    together (docs/benchmarks.md, session 14). An idle server answers at once; a busy one,
+    at most ``interval`` later. Used by inventory's gRPC API and order's HTTP API."""
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
