@@ -42,8 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     add("--history", type=int, default=default.history, help="past holds; 0: a new database")
     add("--redis-requests", type=int, default=default.redis_requests, help="redis-benchmark -n")
     add("--output", type=Path, default=DEFAULT_OUTPUT)
+    add(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="INVENTORY_NAME=VALUE",
+        help="a setting of the served process over its default (repeatable)",
+    )
     add("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser
+
+
+def _server_settings(parser: argparse.ArgumentParser, pairs: Sequence[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.startswith("INVENTORY_"):
+            parser.error(f"--server-setting wants INVENTORY_NAME=VALUE, got {pair!r}")
+        settings[name] = value
+    return settings
 
 
 async def _until_stopped(options: BenchOptions) -> Report:
@@ -69,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] and argv[0] in suites:
         return suites[argv[0]](argv[1:])
     inventory_only = argv[:1] == ["inventory"]
-    args = _parser().parse_args(argv[1:] if inventory_only else argv)
+    parser = _parser()
+    args = parser.parse_args(argv[1:] if inventory_only else argv)
     console = bench_console()
     options = BenchOptions(
         postgres_dsn=args.postgres_dsn,
@@ -83,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stock=args.stock,
         history=args.history,
         redis_requests=args.redis_requests,
+        server_settings=_server_settings(parser, args.server_setting),
         logs=args.output.parent / "logs",
         progress=lambda step: console.print(f"[dim]- {step}[/dim]"),
     )

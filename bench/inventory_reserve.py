@@ -107,6 +107,9 @@ class BenchOptions:
     with a past, as a running service has (0: a brand-new database)."""
     rounds: int = 3
     """b, c, sold_out, d and e are measured this many times, interleaved; the best counts."""
+    server_settings: dict[str, str] = field(default_factory=dict)
+    """``INVENTORY_*`` settings for the served process (c, c80, sold_out), over its
+    defaults: how a setting is compared against its default, one run each, alternated."""
     logs: Path = ROOT / "artifacts" / "bench" / "logs"
     progress: Callable[[str], None] = field(default=lambda _: None)
 
@@ -452,8 +455,13 @@ def _split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
-def _server_env(stage: Stage, port: int, metrics_port: int) -> dict[str, str]:
+def _server_env(
+    stage: Stage, port: int, metrics_port: int, settings: dict[str, str]
+) -> dict[str, str]:
+    """The served process's environment: the bench's database, Redis and ports, the
+    ``settings`` asked for, and no other ``INVENTORY_*`` variable of the caller's shell."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
+    env.update(settings)
     env.update(
         {
             "INVENTORY_POSTGRES_DSN": stage.dsn,
@@ -685,7 +693,7 @@ async def _naive_pool(stage: Stage, size: int) -> AsyncIterator[asyncpg.Pool]:
 @asynccontextmanager
 async def _servers(options: BenchOptions, stage: Stage) -> AsyncIterator[Servers]:
     empty_port, inventory_port, metrics_port = free_port(), free_port(), free_port()
-    env = _server_env(stage, inventory_port, metrics_port)
+    env = _server_env(stage, inventory_port, metrics_port, options.server_settings)
     async with (
         grpc_server(
             [sys.executable, "-m", "bench.empty_server", str(empty_port)],
@@ -748,6 +756,7 @@ def _meta(options: BenchOptions, stage: Stage) -> dict[str, Any]:
         "rounds": options.rounds,
         "stock_per_sale": options.stock,
         "history_holds": options.history,
+        "server_settings": dict(options.server_settings),
         "merchant": stage.merchant,
         "database": stage.database,
     }
