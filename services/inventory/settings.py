@@ -25,14 +25,16 @@ class InventorySettings(ServiceSettings):
     """Reservation batches recorded at once, each on a connection of its own: while one
     batch's transaction runs in Postgres (the sale's row lock orders them there), the
     process decides and prepares the next (docs/benchmarks.md, session 10)."""
-    reserve_decide_interval_ms: float = Field(default=6.0, ge=0, le=100)
+    reserve_decide_interval_ms: float = Field(default=10.0, ge=0, le=100)
     """Under load, reservations are sent to Redis at most this often, one pipeline carrying
     all that arrived meanwhile (gRPC calls arrive one by one; a pipeline each cost more CPU
-    than the decision). An idle process sends at once. 0: no spacing."""
+    than the decision), and the group commit follows with the same batch. An idle process
+    sends at once. 0: no spacing. 10 against 6 doubled the batches under the bench's load
+    and cut the server's CPU per reservation by a sixth (docs/benchmarks.md, session 15)."""
     sold_out_reply_interval_ms: float = Field(default=6.0, ge=0, le=100)
-    """Under load, sold-out answers leave together at most this often (the decisions' own
-    spacing): answered one by one, each costs the gRPC server about a third more CPU
-    (docs/benchmarks.md, session 14). An idle process answers at once. 0: each at once."""
+    """Under load, sold-out answers leave together at most this often: answered one by
+    one, each costs the gRPC server about a third more CPU (docs/benchmarks.md, session 14).
+    An idle process answers at once. 0: each at once."""
     sold_out_memory_seconds: float = Field(default=1.0, gt=0, le=60)
     """How long a process answers "sold out" from memory without asking Redis again."""
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
