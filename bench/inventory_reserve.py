@@ -6,6 +6,8 @@ Figures (all in one run, on one machine; see docs/benchmarks.md):
 - **b** framework ceiling: an empty unary gRPC call through the kit's server and client
 - **c** Reserve through gRPC, served by ``python -m services.inventory grpc``
 - **c80** the same at 80% of c's peak rate, open loop: the p99 a client sees there
+- **b80** the empty call at 80% of b's peak rate, open loop: the framework's own p99 there
+  (c80's floor, beside it; no target)
 - **sold_out** Reserve through gRPC on a sold-out sale (answered from process memory)
 - **d** naive: ``UPDATE stock SET qty = qty - $1 WHERE sku = $2 AND qty >= $1`` via asyncpg
 - **e** the reserve adapter in-process: ``FlashSales.reserve`` (Redis decision + durable append)
@@ -75,6 +77,7 @@ FIGURES: dict[str, str] = {
     "b": "framework: empty gRPC unary call",
     "c": "Reserve via gRPC (service process)",
     "c80": "Reserve via gRPC, open loop at 0.8 x c",
+    "b80": "empty gRPC call, open loop at 0.8 x b",
     "sold_out": "Reserve via gRPC, sale sold out",
     "d": "naive: asyncpg UPDATE of one row",
     "e": "adapter: FlashSales.reserve in-process",
@@ -564,6 +567,23 @@ class Bench:
         )
         return Figure.of("b", self._grpc_conc, sample, cpu_percent=cpu, detail=PING_DETAIL)
 
+    async def empty_open_loop(self, rate: float) -> Figure:
+        """b80: empty calls offered at ``rate`` in an open loop, as c80 offers Reserve."""
+        sample, cpu = await self._clients(
+            target=f"127.0.0.1:{self.servers.empty_port}",
+            server_pid=self.servers.empty_pid,
+            mode="empty",
+            tag="b80-",
+            rate=rate,
+        )
+        return Figure.of(
+            "b80",
+            f"open loop, {rate:.0f}/s offered",
+            sample,
+            cpu_percent=cpu,
+            detail=GRPC_DETAIL["b80"],
+        )
+
     async def reserve(self, key: str, sale: str, tag: str, rate: float = 0.0) -> Figure:
         metrics_url = f"http://127.0.0.1:{self.servers.metrics_port}/metrics"
         before = await batch_sizes(metrics_url)
@@ -671,6 +691,7 @@ GRPC_DETAIL = {
     "c": "python -m services.inventory grpc; 1 unit, new buyer each",
     "sold_out": "same server; the sale's one unit is gone",
     "c80": "latency from each call's due time",
+    "b80": "latency from each call's due time; c80's floor, no target",
 }
 
 
@@ -794,6 +815,12 @@ async def _measure(bench: Bench) -> dict[str, Figure]:
         figures["c80"] = await bench.reserve("c80", stage.reserve_sale, "r-", rate=rate)
     else:
         figures["c80"] = Figure("c80", FIGURES["c80"], "-", skipped="c measured no rate")
+    rate = round(0.8 * figures["b"].throughput, 1)
+    options.progress(f"b80: empty gRPC call, open loop at {rate:.0f}/s")
+    if rate > 0:
+        figures["b80"] = await bench.empty_open_loop(rate)
+    else:
+        figures["b80"] = Figure("b80", FIGURES["b80"], "-", skipped="b measured no rate")
     return figures
 
 
