@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inventory_only = argv[:1] == ["inventory"]
     parser = _parser()
     args = parser.parse_args(argv[1:] if inventory_only else argv)
+    server_settings = _server_settings(parser, args.server_setting)
     console = bench_console()
     options = BenchOptions(
         postgres_dsn=args.postgres_dsn,
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stock=args.stock,
         history=args.history,
         redis_requests=args.redis_requests,
-        server_settings=_server_settings(parser, args.server_setting),
+        server_settings=server_settings,
         logs=args.output.parent / "logs",
         progress=lambda step: console.print(f"[dim]- {step}[/dim]"),
     )
