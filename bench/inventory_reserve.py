@@ -558,31 +558,19 @@ class Bench:
         figure.mean_batch = mean_batches(before, local_batch_sizes())
         return figure
 
-    async def empty(self, round_: int) -> Figure:
+    async def empty(self, key: str, tag: str, rate: float = 0.0) -> Figure:
+        """Empty calls to b's server: closed loop (b), or offered at ``rate`` in an open
+        loop, as c80 offers Reserve (b80)."""
         sample, cpu = await self._clients(
             target=f"127.0.0.1:{self.servers.empty_port}",
             server_pid=self.servers.empty_pid,
             mode="empty",
-            tag=f"b{round_}-",
-        )
-        return Figure.of("b", self._grpc_conc, sample, cpu_percent=cpu, detail=PING_DETAIL)
-
-    async def empty_open_loop(self, rate: float) -> Figure:
-        """b80: empty calls offered at ``rate`` in an open loop, as c80 offers Reserve."""
-        sample, cpu = await self._clients(
-            target=f"127.0.0.1:{self.servers.empty_port}",
-            server_pid=self.servers.empty_pid,
-            mode="empty",
-            tag="b80-",
+            tag=tag,
             rate=rate,
         )
-        return Figure.of(
-            "b80",
-            f"open loop, {rate:.0f}/s offered",
-            sample,
-            cpu_percent=cpu,
-            detail=GRPC_DETAIL["b80"],
-        )
+        concurrency = f"open loop, {rate:.0f}/s offered" if rate else self._grpc_conc
+        detail = GRPC_DETAIL["b80"] if rate else PING_DETAIL
+        return Figure.of(key, concurrency, sample, cpu_percent=cpu, detail=detail)
 
     async def reserve(self, key: str, sale: str, tag: str, rate: float = 0.0) -> Figure:
         metrics_url = f"http://127.0.0.1:{self.servers.metrics_port}/metrics"
@@ -801,7 +789,7 @@ async def _measure(bench: Bench) -> dict[str, Figure]:
         options.progress(f"e: FlashSales.reserve in-process{label}")
         measured.setdefault("e", []).append(await bench.adapter(round_))
         options.progress(f"b: empty gRPC call{label}")
-        measured.setdefault("b", []).append(await bench.empty(round_))
+        measured.setdefault("b", []).append(await bench.empty("b", f"b{round_}-"))
         options.progress(f"c: Reserve through gRPC{label}")
         figure = await bench.reserve("c", stage.reserve_sale, f"c{round_}-")
         measured.setdefault("c", []).append(figure)
@@ -818,7 +806,7 @@ async def _measure(bench: Bench) -> dict[str, Figure]:
     rate = round(0.8 * figures["b"].throughput, 1)
     options.progress(f"b80: empty gRPC call, open loop at {rate:.0f}/s")
     if rate > 0:
-        figures["b80"] = await bench.empty_open_loop(rate)
+        figures["b80"] = await bench.empty("b80", "b80-", rate=rate)
     else:
         figures["b80"] = Figure("b80", FIGURES["b80"], "-", skipped="b measured no rate")
     return figures
