@@ -79,6 +79,18 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid4().hex[:10]}"
 
 
+async def waiting_for_a_lock(pool: asyncpg.Pool, table: str) -> bool:
+    """True while a statement on ``table`` in ``pool``'s database waits for a lock: how a
+    test that holds a row lock knows a writer (a group commit) has reached it. Tests run
+    one at a time, so no other test's writer is counted."""
+    waiting = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
+        table,
+    )
+    return bool(waiting)
+
+
 @dataclass(frozen=True)
 class TestDatabase:
     __test__ = False  # a fixture's value, not a test class for pytest to collect

@@ -38,7 +38,7 @@ from services.inventory.tests.flash_helpers import (
     unexpected,
 )
 from services.kit.errors import OutcomeUnknownError
-from services.kit.testing import CommitCutter, eventually
+from services.kit.testing import CommitCutter, eventually, waiting_for_a_lock
 
 STOCK = 200
 LIMIT = 2
@@ -447,6 +447,11 @@ async def test_a_reservation_cancelled_while_its_hold_is_recorded_keeps_the_unit
                 return (await stage.redis_stock.records(stage.sale, 0, ["order-quitter"])) != [None]
 
             await eventually(decided, "the reservation decided in Redis")
+            # decided is not yet handed over: wait for its group commit behind the lock
+            await eventually(
+                lambda: waiting_for_a_lock(parts.pool, "flash_sales"),
+                "the hold's group commit waiting for the sale's lock",
+            )
             reserving.cancel()
             [outcome] = await asyncio.gather(reserving, return_exceptions=True)
 

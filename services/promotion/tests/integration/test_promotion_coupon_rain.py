@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from services.kit.errors import OutcomeUnknownError, UnavailableError
-from services.kit.testing import CommitCutter, eventually, unique
+from services.kit.testing import CommitCutter, eventually, unique, waiting_for_a_lock
 from services.promotion.adapters.redis_coupons import TemplateKeys
 from services.promotion.application.coupons import ClaimResult
 from services.promotion.application.ports import ClaimAttempt, PendingClaim, StaleEpochError
@@ -238,6 +238,12 @@ async def test_a_claim_cancelled_while_it_is_recorded_stays_claimed_in_redis_and
                 return bool(await parts.redis.hexists(claims_key, "claim-quitter"))
 
             await eventually(decided, "the claim decided in Redis", every=0.002)
+            # decided is not yet handed over: wait for its group commit behind the lock
+            await eventually(
+                lambda: waiting_for_a_lock(parts.pool, "coupon_templates"),
+                "the claim's group commit waiting for the template's lock",
+                every=0.002,
+            )
             claiming.cancel()
             [outcome] = await asyncio.gather(claiming, return_exceptions=True)
 
