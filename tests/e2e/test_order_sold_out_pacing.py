@@ -10,12 +10,16 @@ from uuid import uuid4
 import httpx
 
 from services.kit.identity import Role
-from services.kit.settings import Environment
 from services.kit.testclock import scratch_database
 from services.kit.testing import StackEndpoints, unique
 from services.order.entrypoints.http import create_http_app
-from services.order.settings import OrderSettings
-from tests.security.world import assert_problem, bearer, serving, token_for
+from tests.security.world import (
+    assert_problem,
+    bearer,
+    order_settings_on,
+    serving,
+    token_for,
+)
 
 PACE = 0.1
 """The API's sold-out refusals leave together at most this often (seconds)."""
@@ -26,14 +30,7 @@ async def test_sold_out_refusals_of_a_busy_order_api_leave_together_each_a_409_p
 ) -> None:
     merchant, room, sku = unique("merchant"), unique("room"), "SKU-GONE"
     async with scratch_database(stack, "order_pacing") as dsn:
-        settings = OrderSettings(
-            environment=Environment.TEST,
-            postgres_dsn=dsn,
-            redis_url=stack.redis_url,
-            kafka_bootstrap=stack.kafka_bootstrap,
-            sold_out_reply_interval_ms=PACE * 1000,
-        )
-        app = create_http_app(settings)
+        app = create_http_app(order_settings_on(stack, dsn, sold_out_reply_interval_ms=PACE * 1000))
         async with serving(app, "http://order") as client:
             app.state.order.orders.sold_out.remember(merchant, room, sku)
 

@@ -15,13 +15,12 @@ import pytest_asyncio
 
 from devstack.config import StackConfig
 from devstack.stack import start_services
-from services.kit.settings import Environment
 from services.kit.testclock import scratch_database
 from services.kit.testing import StackEndpoints, eventually
 from services.order.entrypoints.http import create_http_app
 from services.order.settings import OrderSettings
 from tests.e2e.checkout_world import INVENTORY, PROMOTION, SANDBOX
-from tests.security.world import serving
+from tests.security.world import order_settings_on, serving
 
 REFERRAL = "http://127.0.0.1:8106"
 RUNNING = (INVENTORY, PROMOTION, REFERRAL, SANDBOX)
@@ -50,11 +49,9 @@ async def ready(client: httpx.AsyncClient, base: str) -> bool:
 @pytest_asyncio.fixture
 async def order_settings(stack: StackEndpoints) -> AsyncIterator[OrderSettings]:
     async with scratch_database(stack, "order_security") as dsn:
-        yield OrderSettings(
-            environment=Environment.TEST,
-            postgres_dsn=dsn,
-            redis_url=stack.redis_url,
-            kafka_bootstrap=stack.kafka_bootstrap,
+        yield order_settings_on(
+            stack,
+            dsn,
             buy_limit_per_user="5/30 seconds",
             buy_limit_per_address="1000/10 seconds",
         )

@@ -12,8 +12,9 @@ import httpx
 from fastapi import FastAPI
 
 from services.kit.identity import Role, TokenIssuer
-from services.kit.settings import ServiceSettings
-from services.kit.testing import unique
+from services.kit.settings import Environment, ServiceSettings
+from services.kit.testing import StackEndpoints, unique
+from services.order.settings import OrderSettings
 
 PROBLEM_JSON = "application/problem+json"
 ISSUER = TokenIssuer(ServiceSettings())
@@ -30,6 +31,18 @@ def token_for(role: Role, merchant_id: str | None, subject: str | None = None) -
         return ISSUER.service_token(subject or unique("svc"))
     scoped = merchant_id if role not in (Role.OPS, Role.SERVICE) else None
     return ISSUER.mint(subject or unique(role.value), [role], scoped)
+
+
+def order_settings_on(stack: StackEndpoints, dsn: str, **changes: Any) -> OrderSettings:
+    """The order API's settings for a test: the database ``dsn``, the stack's Redis and
+    broker, and ``changes``."""
+    return OrderSettings(
+        environment=Environment.TEST,
+        postgres_dsn=dsn,
+        redis_url=stack.redis_url,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        **changes,
+    )
 
 
 @asynccontextmanager
