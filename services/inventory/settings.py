@@ -30,7 +30,8 @@ class InventorySettings(ServiceSettings):
     all that arrived meanwhile (gRPC calls arrive one by one; a pipeline each cost more CPU
     than the decision), and the group commit follows with the same batch. An idle process
     sends at once. 0: no spacing. 10 against 6 doubled the batches under the bench's load
-    and cut the server's CPU per reservation by a sixth (docs/benchmarks.md, session 15)."""
+    and cut the server's CPU per reservation by about an eighth (595 to 521 µs on average,
+    docs/benchmarks.md, session 15)."""
     sold_out_reply_interval_ms: float = Field(default=6.0, ge=0, le=100)
     """Under load, sold-out answers leave together at most this often: answered one by
     one, each costs the gRPC server about a third more CPU (docs/benchmarks.md, session 14).

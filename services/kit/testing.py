@@ -85,7 +85,7 @@ async def waiting_for_a_lock(pool: asyncpg.Pool, table: str) -> bool:
     one at a time, so no other test's writer is counted."""
     waiting = await pool.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
+        " AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
         table,
     )
     return bool(waiting)
